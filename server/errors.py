@@ -1,0 +1,113 @@
+"""Domain errors. Each class carries its gRPC status code and a machine-readable reason.
+
+The transport layer maps them to gRPC statuses in one place (server/transport/errors.py); nothing
+below the transport knows about gRPC beyond the code number each class names here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad request field: its path (e.g. "epochs", "samples[3].temperature_c") and what is wrong."""
+
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base class. `message` is safe to show a client; it names the field and the fix."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: str = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        violations: tuple[FieldViolation, ...] = (),
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.violations = violations
+        self.metadata = dict(metadata or {})
+
+
+class InvalidArgument(DomainError):
+    """A request field is malformed or out of range."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+    @classmethod
+    def for_field(cls, field: str, description: str, *, reason: str | None = None) -> InvalidArgument:
+        return cls(f"{field}: {description}", reason=reason, violations=(FieldViolation(field, description),))
+
+    @classmethod
+    def for_fields(cls, violations: list[FieldViolation], *, reason: str | None = None) -> InvalidArgument:
+        shown = "; ".join(f"{v.field}: {v.description}" for v in violations[:10])
+        more = f" (and {len(violations) - 10} more)" if len(violations) > 10 else ""
+        return cls(f"{len(violations)} invalid field(s): {shown}{more}", reason=reason,
+                   violations=tuple(violations))
+
+
+class NotFound(DomainError):
+    """The named thing does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class MinerNotFound(NotFound):
+    reason = "MINER_NOT_FOUND"
+
+    def __init__(self, miner_id: str) -> None:
+        super().__init__(
+            f"miner_id: no miner {miner_id!r} in the store; list miners with GET /api/advanced/miners",
+            metadata={"miner_id": miner_id},
+        )
+
+
+class FailedPrecondition(DomainError):
+    """The system is not in a state that allows the call."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+class ModelNotTrained(FailedPrecondition):
+    reason = "MODEL_NOT_TRAINED"
+
+
+class InsufficientHistory(FailedPrecondition):
+    reason = "INSUFFICIENT_HISTORY"
+
+    def __init__(self, miner_id: str, have: int, need: int) -> None:
+        super().__init__(
+            f"miner {miner_id!r} has {have} sample(s) in the window, {need} are needed; "
+            "wait for more telemetry or write more with POST /api/advanced/metrics",
+            metadata={"miner_id": miner_id, "have": str(have), "need": str(need)},
+        )
+
+
+class AlreadyExists(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
+
+
+class Unavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "UNAVAILABLE"
+
+
+class ResourceExhausted(DomainError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
