@@ -2,29 +2,32 @@
 # Regenerates everything derived from protos/: Python messages and gRPC stubs, mypy type stubs (.pyi),
 # and the descriptor set Envoy's gRPC-JSON transcoder reads. Run through `make protos`.
 # Generators are pinned in pyproject.toml (grpcio-tools, mypy-protobuf), so the output is reproducible.
+# OUT (default server/gen) and PYTHON (default .venv/bin/python) may be overridden.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-OUT=server/gen
+PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
+BIN="$(dirname "$PY")"
+OUT=${OUT:-server/gen}
 API_PROTOS=$(cd protos && ls mining/analytics/v1alpha1/*.proto)
 
 rm -rf "$OUT/mining" "$OUT/api_descriptor.pb"
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
 
+cd protos
 # 1. Python for our package only: generated google/* modules would shadow googleapis-common-protos.
-(cd protos && "../$PY" -m grpc_tools.protoc -I . -I third_party \
-  --plugin=protoc-gen-mypy="../$(dirname "$PY")/protoc-gen-mypy" \
-  --plugin=protoc-gen-mypy_grpc="../$(dirname "$PY")/protoc-gen-mypy_grpc" \
-  --python_out="../$OUT" --grpc_python_out="../$OUT" \
-  --mypy_out="../$OUT" --mypy_grpc_out="../$OUT" \
-  $API_PROTOS)
+"$PY" -m grpc_tools.protoc -I . -I third_party \
+  --plugin=protoc-gen-mypy="$BIN/protoc-gen-mypy" \
+  --plugin=protoc-gen-mypy_grpc="$BIN/protoc-gen-mypy_grpc" \
+  --python_out="$OUT" --grpc_python_out="$OUT" --mypy_out=quiet:"$OUT" --mypy_grpc_out=quiet:"$OUT" \
+  $API_PROTOS
 
 # 2. The descriptor set for Envoy: with imports and source info, and the error-detail types listed
 #    explicitly so Envoy can render google.rpc.Status details as JSON.
-(cd protos && "../$PY" -m grpc_tools.protoc -I . -I third_party \
-  --include_imports --include_source_info \
-  --descriptor_set_out="../$OUT/api_descriptor.pb" \
-  $API_PROTOS google/rpc/error_details.proto)
+"$PY" -m grpc_tools.protoc -I . -I third_party --include_imports --include_source_info \
+  --descriptor_set_out="$OUT/api_descriptor.pb" \
+  $API_PROTOS google/rpc/error_details.proto
 
 # Mark every generated module as generated and make the folders packages.
 find "$OUT/mining" -type d -exec touch {}/__init__.py \;

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Server settings. Each field reads from the env var MFH_<FIELD NAME> and from --field-name."""
 
-    model_config = SettingsConfigDict(env_prefix="MFH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MFH_", extra="ignore", use_attribute_docstrings=True)
 
     host: str = "127.0.0.1"
     """Address the gRPC server binds."""
@@ -47,6 +47,18 @@ class Settings(BaseSettings):
     """Log level: DEBUG, INFO, WARNING, ERROR."""
     log_json: bool = False
     """Log one JSON object per line instead of plain text."""
+    with_envoy: bool = False
+    """Also start Envoy (REST on http_host:http_port, admin on loopback) and stop it on exit."""
+    http_host: str = "127.0.0.1"
+    """Address Envoy's REST/gRPC listener binds."""
+    http_port: int = Field(5000, ge=0, le=65535)
+    """Envoy's REST/gRPC listener port."""
+    envoy_admin_port: int = Field(9901, ge=0, le=65535)
+    """Envoy's admin port (always bound to 127.0.0.1)."""
+    auto_register_miners: bool = True
+    """Register unknown miners on their first sample; off, their samples are rejected (NOT_FOUND)."""
+    max_batch_samples: int = Field(100_000, ge=1)
+    """Most samples one WriteMetrics batch may carry."""
     grace_seconds: float = Field(5.0, ge=0)
     """Seconds in-flight requests get to finish on SIGTERM."""
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)

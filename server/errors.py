@@ -55,8 +55,9 @@ class InvalidArgument(DomainError):
     def for_fields(cls, violations: list[FieldViolation], *, reason: str | None = None) -> InvalidArgument:
         shown = "; ".join(f"{v.field}: {v.description}" for v in violations[:10])
         more = f" (and {len(violations) - 10} more)" if len(violations) > 10 else ""
-        return cls(f"{len(violations)} invalid field(s): {shown}{more}", reason=reason,
-                   violations=tuple(violations))
+        return cls(
+            f"{len(violations)} invalid field(s): {shown}{more}", reason=reason, violations=tuple(violations)
+        )
 
 
 class NotFound(DomainError):

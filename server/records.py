@@ -178,3 +178,38 @@ class MinerSeries:
 
     def __len__(self) -> int:
         return int(self.timestamps.shape[0])
+
+
+class RiskLevel(enum.IntEnum):
+    """Risk levels; values match the proto enum RiskLevel."""
+
+    UNSPECIFIED = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @classmethod
+    def from_score(cls, risk_score: float, cutoffs: tuple[float, float, float]) -> RiskLevel:
+        """LOW below cutoffs[0], MEDIUM below cutoffs[1], HIGH below cutoffs[2], else CRITICAL."""
+        medium, high, critical = cutoffs
+        if risk_score >= critical:
+            return cls.CRITICAL
+        if risk_score >= high:
+            return cls.HIGH
+        if risk_score >= medium:
+            return cls.MEDIUM
+        return cls.LOW
+
+
+@dataclass(frozen=True, slots=True)
+class MinerScore:
+    """A miner's latest scores."""
+
+    miner_id: str
+    risk_score: float
+    risk_level: RiskLevel
+    window_end: datetime | None
+    model_version: str
+    is_anomaly: bool = False
+    anomaly_score: float = 0.0

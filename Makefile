@@ -1,0 +1,37 @@
+# The two commands: `make run` (set up, then serve gRPC + REST on the demo fleet) and `make test`.
+# Set-up is idempotent: a local venv (.venv) from pyproject.toml and the pinned buf CLI from npm.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run test protos lint check-protos clean
+
+$(STAMP): pyproject.toml package.json package-lock.json
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch first (it lies on disk here); an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/mining-health-server --with-envoy $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(ARGS)
+
+protos: setup
+	bash protos/generate.sh
+
+lint: setup
+	$(VENV)/bin/ruff check server clients tests bench
+	$(VENV)/bin/ruff format --check server clients tests bench
+	$(VENV)/bin/mypy server clients
+	npx buf lint
+
+clean:
+	rm -rf $(VENV) node_modules var

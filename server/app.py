@@ -1,0 +1,169 @@
+"""Builds and runs the server: store, models, domain services, gRPC servicers, reflection, health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from mining.analytics.v1alpha1 import (
+    fleet_pb2,
+    fleet_pb2_grpc,
+    scoring_pb2,
+    scoring_pb2_grpc,
+    telemetry_pb2,
+    telemetry_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
+
+from server.config import Settings
+from server.domain import train_worker
+from server.domain.active_models import ActiveModels
+from server.domain.fleet import Fleet
+from server.domain.ingest import Ingest
+from server.domain.models_admin import ModelsAdmin
+from server.domain.scores import LatestScores
+from server.domain.scoring import Scoring
+from server.domain.training import TrainingJobs
+from server.models.registry import ModelRegistry
+from server.store import Store
+from server.transport.errors import ErrorMappingInterceptor
+from server.transport.fleet import FleetServicer
+from server.transport.scoring import ScoringServicer
+from server.transport.telemetry import TelemetryServicer
+from server.transport.training import TrainingServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
+    scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name,
+    telemetry_pb2.DESCRIPTOR.services_by_name["TelemetryService"].full_name,
+    training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
+)
+
+
+@dataclass
+class App:
+    """A running server and everything it owns."""
+
+    settings: Settings
+    server: grpc.aio.Server
+    port: int
+    store: Store
+    health: health.aio.HealthServicer
+    jobs: TrainingJobs
+    models: ActiveModels
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drains: health NOT_SERVING, in-flight calls get `grace` seconds, then the store closes."""
+        grace = self.settings.grace_seconds if grace is None else grace
+        log.info("draining: health NOT_SERVING, %.1f s grace for in-flight calls", grace)
+        await self.health.enter_graceful_shutdown()
+        await self.jobs.shutdown()
+        await self.server.stop(grace)
+        await asyncio.to_thread(self.store.close)
+        log.info("stopped")
+
+
+def open_store(settings: Settings) -> Store:
+    """Opens the DuckDB file and seeds the demo fleet into an empty store."""
+    store = Store.open(settings.db_path, sample_interval_s=settings.sample_interval_s)
+    if settings.seed_demo_fleet and store.counts().miners == 0:
+        from server.sim import seed_store, simulate_fleet
+
+        log.info(
+            "empty store: seeding the demo fleet (%d miners, %.0f days, seed %d)",
+            settings.demo_miners,
+            settings.demo_days,
+            settings.demo_seed,
+        )
+        fleet = simulate_fleet(
+            settings.demo_miners,
+            settings.demo_days,
+            settings.demo_seed,
+            interval_s=settings.sample_interval_s,
+        )
+        seed_store(store, fleet)
+    counts = store.counts()
+    log.info(
+        "store %s: %d miners, %d samples, %d failure events",
+        settings.db_path,
+        counts.miners,
+        counts.samples,
+        counts.failure_events,
+    )
+    return store
+
+
+def training_data(store: Store) -> train_worker.TrainingData:
+    """Everything training needs, read in the server process (the only one that opens the store)."""
+    return train_worker.TrainingData(
+        series=store.load_series(),
+        miners={m.miner_id: m for m in store.list_miners()},
+        failures=store.list_failures(limit=10_000_000),
+        planned=store.list_planned_states(),
+    )
+
+
+async def start(settings: Settings) -> App:
+    """Opens the store, loads the models, starts serving; returns once the port is bound."""
+    import torch
+
+    torch.set_num_threads(settings.serve_threads)
+    store = await asyncio.to_thread(open_store, settings)
+    models = ActiveModels()
+    scores = LatestScores()
+    admin = ModelsAdmin(ModelRegistry(settings.models_dir), models)
+    await asyncio.to_thread(admin.reload)
+    jobs = TrainingJobs(
+        store,
+        settings,
+        load_data=lambda: training_data(store),
+        worker=train_worker.run,
+        on_models_changed=admin.reload,
+    )
+    await jobs.recover()
+
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+        ],
+    )
+    fleet_pb2_grpc.add_FleetServiceServicer_to_server(
+        FleetServicer(Fleet(store, models, scores, settings)), server
+    )
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
+        ScoringServicer(Scoring(store, models, scores, settings)), server
+    )
+    telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
+        TelemetryServicer(Ingest(store, settings)), server
+    )
+    training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs, admin), server)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+
+    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("gRPC server listening on %s:%d (reflection and grpc.health.v1 enabled)", settings.host, port)
+    return App(
+        settings=settings,
+        server=server,
+        port=port,
+        store=store,
+        health=health_servicer,
+        jobs=jobs,
+        models=models,
+    )

@@ -1,0 +1,52 @@
+"""The model versions currently serving, swapped atomically when a version is promoted or activated."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    """What Status and responses say about a loaded model."""
+
+    version: str
+    trained_at: datetime | None
+    feature_columns: tuple[str, ...]
+    sequence_length: int
+    threshold: float = 0.0  # the autoencoder's anomaly threshold; 0 for the LSTM
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A loaded model: the inference object and its summary."""
+
+    model: Any
+    summary: ModelSummary
+
+
+class ActiveModels:
+    """Holds the active LSTM predictor and anomaly scorer; readers never see a half-swapped pair."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lstm: Loaded | None = None
+        self._autoencoder: Loaded | None = None
+
+    @property
+    def lstm(self) -> Loaded | None:
+        return self._lstm
+
+    @property
+    def autoencoder(self) -> Loaded | None:
+        return self._autoencoder
+
+    def set_lstm(self, loaded: Loaded | None) -> None:
+        with self._lock:
+            self._lstm = loaded
+
+    def set_autoencoder(self, loaded: Loaded | None) -> None:
+        with self._lock:
+            self._autoencoder = loaded

@@ -1,0 +1,150 @@
+"""Fleet status and miners: what the store holds and what the models say about it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from server import __version__
+from server.config import Settings
+from server.domain import validation
+from server.domain.active_models import ActiveModels, ModelSummary
+from server.domain.scores import LatestScores
+from server.errors import InvalidArgument, MinerNotFound
+from server.records import FEATURE_COLUMNS, Miner, MinerScore, RiskLevel, StoreCounts
+from server.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class StatusInfo:
+    lstm: ModelSummary | None
+    autoencoder: ModelSummary | None
+    feature_columns: tuple[str, ...]
+    sequence_length: int
+    horizon_hours: int
+    counts: StoreCounts
+    server_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class MinerView:
+    """A miner's record with its data coverage and latest scores."""
+
+    miner: Miner
+    sample_count: int
+    last_seen: datetime | None
+    score: MinerScore | None
+
+
+@dataclass(frozen=True, slots=True)
+class MinerPage:
+    miners: list[MinerView]
+    next_page_token: str
+    total: int
+
+
+MAX_PAGE_SIZE = 1000
+
+
+class Fleet:
+    """Status and miner listing."""
+
+    def __init__(self, store: Store, models: ActiveModels, scores: LatestScores, settings: Settings) -> None:
+        self._store = store
+        self._models = models
+        self._scores = scores
+        self._settings = settings
+
+    async def status(self) -> StatusInfo:
+        counts = await asyncio.to_thread(self._store.counts)
+        lstm, autoencoder = self._models.lstm, self._models.autoencoder
+        return StatusInfo(
+            lstm=lstm.summary if lstm else None,
+            autoencoder=autoencoder.summary if autoencoder else None,
+            feature_columns=FEATURE_COLUMNS,
+            sequence_length=self._settings.sequence_length,
+            horizon_hours=self._settings.horizon_hours,
+            counts=counts,
+            server_version=__version__,
+        )
+
+    async def get_miner(self, miner_id: str) -> MinerView:
+        validation.miner_id(miner_id)
+        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
+        if miner is None:
+            raise MinerNotFound(miner_id)
+        stats = await asyncio.to_thread(self._store.miner_stats)
+        count, last_seen = stats.get(miner.miner_id, (0, None))
+        return MinerView(miner, count, last_seen, self._scores.get(miner.miner_id))
+
+    async def upsert_miner(self, miner: Miner) -> MinerView:
+        validation.miner_id(miner.miner_id, "miner.miner_id")
+        if not miner.hardware_model:
+            raise InvalidArgument.for_field("miner.hardware_model", "is required, e.g. 'Antminer S19 Pro'")
+        for name in ("nominal_hashrate_ths", "nominal_power_w"):
+            if not getattr(miner, name) >= 0:
+                raise InvalidArgument.for_field(f"miner.{name}", "must be >= 0")
+        await asyncio.to_thread(self._store.upsert_miners, [miner])
+        return await self.get_miner(miner.miner_id)
+
+    async def list_miners(
+        self,
+        *,
+        page_size: int,
+        page_token: str,
+        min_risk_level: RiskLevel,
+        hardware_model: str,
+        site: str,
+    ) -> MinerPage:
+        if page_size < 0 or page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument.for_field("page_size", f"must be between 0 and {MAX_PAGE_SIZE} (0 = 100)")
+        page_size = page_size or 100
+        after = _decode_token(page_token)
+        miners = await asyncio.to_thread(self._store.list_miners)
+        stats = await asyncio.to_thread(self._store.miner_stats)
+        scores = self._scores.snapshot()
+        views = []
+        for miner in miners:
+            if hardware_model and miner.hardware_model != hardware_model:
+                continue
+            if site and miner.site != site:
+                continue
+            score = scores.get(miner.miner_id)
+            if min_risk_level and (score is None or score.risk_level < min_risk_level):
+                continue
+            count, last_seen = stats.get(miner.miner_id, (0, None))
+            views.append(MinerView(miner, count, last_seen, score))
+        # Highest risk first, then by id: a total order, so keyset page tokens are stable.
+        views.sort(key=_sort_key)
+        start = 0
+        if after is not None:
+            while start < len(views) and _sort_key(views[start]) <= after:
+                start += 1
+        page = views[start : start + page_size]
+        more = start + page_size < len(views)
+        token = _encode_token(_sort_key(page[-1])) if page and more else ""
+        return MinerPage(page, token, len(views))
+
+
+def _sort_key(view: MinerView) -> tuple[float, str]:
+    risk = view.score.risk_score if view.score else -1.0
+    return (-risk, view.miner.miner_id)
+
+
+def _encode_token(key: tuple[float, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def _decode_token(token: str) -> tuple[float, str] | None:
+    if not token:
+        return None
+    try:
+        risk, miner_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return (float(risk), str(miner_id))
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument.for_field(
+            "page_token", "is not a token this server issued; pass next_page_token from the previous page"
+        ) from exc

@@ -1,0 +1,163 @@
+"""The training process: builds windows, trains, registers the model and decides promotion.
+
+Runs in a spawned child process (see server/domain/training.py) with one torch thread. It never
+opens the DuckDB file: the parent hands it the data. It reports through a queue:
+("epoch", {...}) after every epoch, then one of ("done", {...}), ("cancelled", None), ("failed", msg).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from server import logs
+from server.config import Settings
+from server.domain.jobs import TrainParams
+from server.errors import DomainError
+from server.records import FailureEvent, Miner, MinerSeries, PlannedState
+
+log = logging.getLogger("server.train")
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What training needs from the store, loaded by the server process."""
+
+    series: dict[str, MinerSeries]
+    miners: dict[str, Miner]
+    failures: list[FailureEvent]
+    planned: list[PlannedState]
+
+
+def run(
+    kind: int,
+    params: TrainParams,
+    job_id: str,
+    data: TrainingData,
+    settings: Settings,
+    events: Any,
+    cancel: Any,
+) -> None:
+    """Entry point of the training process."""
+    logs.configure(settings.log_level, as_json=settings.log_json)
+    try:
+        events.put(("done", _train(kind, params, job_id, data, settings, events, cancel)))
+    except _Cancelled:
+        events.put(("cancelled", None))
+    except DomainError as exc:
+        log.warning("job %s failed: %s", job_id, exc.message)
+        events.put(("failed", exc.message))
+    except Exception:  # noqa: BLE001 - reported as a failed job; the traceback goes to the log
+        log.exception("job %s failed", job_id)
+        events.put(("failed", "internal error while training; the server log has the traceback"))
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _train(
+    kind: int,
+    params: TrainParams,
+    job_id: str,
+    data: TrainingData,
+    settings: Settings,
+    events: Any,
+    cancel: Any,
+) -> dict[str, Any]:
+    import torch
+
+    from server.models import ModelKind
+    from server.models.inference import AnomalyScorer, FailureRiskPredictor
+    from server.models.registry import ModelRegistry, should_promote
+    from server.models.train import (
+        AUTOENCODER_DEFAULTS,
+        TrainConfig,
+        TrainingCancelled,
+        train_autoencoder,
+        train_failure_model,
+    )
+    from server.models.windows import WindowConfig, build_windows
+
+    torch.set_num_threads(settings.train_threads)
+    model_kind = ModelKind(kind)
+    window = WindowConfig(
+        sequence_length=settings.sequence_length,
+        sample_interval_s=settings.sample_interval_s,
+        horizon_hours=float(settings.horizon_hours),
+    )
+    windows = build_windows(data.series, data.miners, data.failures, data.planned, window)
+    log.info(
+        "job %s: %d windows (%d positive) from %d miners",
+        job_id,
+        len(windows),
+        int(windows.labels.sum()),
+        len(data.series),
+    )
+    base = TrainConfig() if model_kind == ModelKind.LSTM else AUTOENCODER_DEFAULTS
+    cfg = replace(
+        base,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        validation_split=params.validation_split,
+        seed=params.seed,
+        threads=settings.train_threads,
+    )
+    registry = ModelRegistry(settings.models_dir)
+    serving_class = FailureRiskPredictor if model_kind == ModelKind.LSTM else AnomalyScorer
+    active = registry.active_version(model_kind)
+    incumbent = None
+    active_metrics: dict[str, float] | None = None
+    if active is not None:
+        try:
+            current = serving_class.from_registry(registry, active)
+            incumbent = current.evaluate
+            active_metrics = current.metrics
+        except Exception:  # noqa: BLE001 - an unloadable active model is replaced by any new one
+            log.exception("job %s: the active %s model %s does not load", job_id, model_kind.name, active)
+
+    def progress(epoch: int, epochs: int, train_loss: float, val_loss: float, windows_per_s: float) -> None:
+        events.put(
+            (
+                "epoch",
+                {
+                    "epoch": epoch,
+                    "train_loss": _finite(train_loss),
+                    "val_loss": _finite(val_loss),
+                    "samples_per_second": _finite(windows_per_s),
+                },
+            )
+        )
+        log.info(
+            "job %s: epoch %d/%d train_loss=%.5f val_loss=%.5f (%.0f windows/s)",
+            job_id,
+            epoch,
+            epochs,
+            train_loss,
+            val_loss,
+            windows_per_s,
+        )
+
+    trainer = train_failure_model if model_kind == ModelKind.LSTM else train_autoencoder
+    try:
+        result = trainer(windows, cfg, progress=progress, should_stop=cancel.is_set, incumbent=incumbent)
+    except TrainingCancelled as exc:
+        raise _Cancelled from exc
+    if cancel.is_set():
+        raise _Cancelled
+    version = registry.save(result.to_artifact(job_id=job_id))
+    promoted = should_promote(result.metrics, active_metrics)
+    if promoted:
+        registry.activate(model_kind, version)
+    log.info("job %s: registered %s (%s)", job_id, version, "active" if promoted else "kept the active model")
+    return {
+        "model_version": version,
+        "promoted": promoted,
+        "metrics": {k: _finite(v) for k, v in result.metrics.items()},
+    }
+
+
+def _finite(value: float) -> float:
+    return float(value) if math.isfinite(value) else 0.0

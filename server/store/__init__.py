@@ -1,0 +1,15 @@
+"""DuckDB embedded store: miners, telemetry samples, derived features, events and training jobs."""
+
+from __future__ import annotations
+
+from server.store.db import Store, StoreClosed, StoreLocked, StoreSchemaTooNew
+from server.store.samples import QUALITY_PARTIAL, QUALITY_SIMULATED
+
+__all__ = [
+    "QUALITY_PARTIAL",
+    "QUALITY_SIMULATED",
+    "Store",
+    "StoreClosed",
+    "StoreLocked",
+    "StoreSchemaTooNew",
+]

@@ -1,0 +1,131 @@
+"""Failure events, planned states (curtailment, maintenance) and operator feedback on predictions.
+
+Events and states are keyed by their id: writing the same id again replaces the row (last write wins).
+Callers pass resolved miner_ids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import duckdb
+
+from server.records import EventSource, FailureEvent, FailureMode, PlannedState, PlannedStateKind
+from server.store.samples import to_utc_naive
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    return ts.replace(tzinfo=UTC) if ts is not None else None
+
+
+def add_failures(cur: duckdb.DuckDBPyConnection, events: Sequence[FailureEvent]) -> None:
+    if not events:
+        return
+    cur.executemany(
+        "INSERT OR REPLACE INTO failure_events (event_id, miner_id, occurred_at, mode, source, repaired_at, "
+        "note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            [
+                e.event_id,
+                e.miner_id,
+                to_utc_naive(e.occurred_at),
+                int(e.mode),
+                int(e.source),
+                to_utc_naive(e.repaired_at) if e.repaired_at else None,
+                e.note,
+            ]
+            for e in events
+        ],
+    )
+
+
+def list_failures(cur: duckdb.DuckDBPyConnection, miner_id: str | None, limit: int) -> list[FailureEvent]:
+    rows = cur.execute(
+        """
+        SELECT event_id, miner_id, occurred_at, mode, source, repaired_at, note FROM failure_events
+        WHERE $1::VARCHAR IS NULL OR miner_id = $1
+        ORDER BY occurred_at DESC, event_id LIMIT $2
+        """,
+        [miner_id, limit],
+    ).fetchall()
+    return [
+        FailureEvent(
+            event_id=str(event_id),
+            miner_id=str(mid),
+            occurred_at=occurred_at.replace(tzinfo=UTC),
+            mode=FailureMode(mode),
+            source=EventSource(source),
+            repaired_at=_utc(repaired_at),
+            note=str(note),
+        )
+        for event_id, mid, occurred_at, mode, source, repaired_at, note in rows
+    ]
+
+
+def add_planned_states(cur: duckdb.DuckDBPyConnection, states: Sequence[PlannedState]) -> None:
+    if not states:
+        return
+    cur.executemany(
+        "INSERT OR REPLACE INTO planned_states (state_id, miner_id, kind, start_at, end_at, note) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            [s.state_id, s.miner_id, int(s.kind), to_utc_naive(s.start), to_utc_naive(s.end), s.note]
+            for s in states
+        ],
+    )
+
+
+def list_planned_states(cur: duckdb.DuckDBPyConnection, miner_id: str | None) -> list[PlannedState]:
+    rows = cur.execute(
+        """
+        SELECT state_id, miner_id, kind, start_at, end_at, note FROM planned_states
+        WHERE $1::VARCHAR IS NULL OR miner_id = $1
+        ORDER BY start_at, miner_id, state_id
+        """,
+        [miner_id],
+    ).fetchall()
+    return [
+        PlannedState(
+            state_id=str(state_id),
+            miner_id=str(mid),
+            kind=PlannedStateKind(kind),
+            start=start.replace(tzinfo=UTC),
+            end=end.replace(tzinfo=UTC),
+            note=str(note),
+        )
+        for state_id, mid, kind, start, end, note in rows
+    ]
+
+
+def add_feedback(
+    cur: duckdb.DuckDBPyConnection,
+    miner_id: str,
+    verdict: int,
+    model_version: str,
+    note: str,
+    recorded_at: datetime,
+) -> str:
+    feedback_id = uuid.uuid4().hex
+    cur.execute(
+        "INSERT INTO feedback (feedback_id, miner_id, verdict, model_version, note, recorded_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [feedback_id, miner_id, verdict, model_version, note, to_utc_naive(recorded_at)],
+    )
+    return feedback_id
+
+
+def list_feedback(
+    cur: duckdb.DuckDBPyConnection, miner_id: str | None, limit: int
+) -> list[dict[str, object]]:
+    rows = cur.execute(
+        """
+        SELECT feedback_id, miner_id, verdict, model_version, note, recorded_at FROM feedback
+        WHERE $1::VARCHAR IS NULL OR miner_id = $1
+        ORDER BY recorded_at DESC, feedback_id LIMIT $2
+        """,
+        [miner_id, limit],
+    ).fetchall()
+    keys = ("feedback_id", "miner_id", "verdict", "model_version", "note", "recorded_at")
+    return [dict(zip(keys, (*row[:5], row[5].replace(tzinfo=UTC)), strict=True)) for row in rows]

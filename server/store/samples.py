@@ -1,0 +1,270 @@
+"""Raw telemetry samples: staging column batches and writing them, reading samples back.
+
+Write semantics, for both the row path (write_samples) and the column path (bulk_append_columns):
+- One transaction per batch: all of it is written or none of it.
+- The key is (miner_id, ts). LAST WRITE WINS: a row whose key is already stored replaces the stored
+  row; inside one batch the later row with the same key wins.
+- A row identical to the stored one (every column equal, NULLs equal) is not rewritten and counts as a
+  duplicate. `written` counts keys whose stored row was created or changed;
+  `written + duplicates == len(batch)`.
+
+Missing readings are NULL (NaN in staged float columns), never 0. `quality` is a bit set: QUALITY_PARTIAL
+(set by the store when any of the six metrics is missing) and QUALITY_SIMULATED (set by the writer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+import numpy as np
+
+from server.records import BoardReading, Sample
+from server.store.sql import fetch_one
+
+QUALITY_PARTIAL = 1
+"""At least one of the six metrics is missing."""
+QUALITY_SIMULATED = 2
+"""Written by the demo simulator."""
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "hashrate_ths",
+    "temperature_c",
+    "fan_speed_rpm",
+    "power_w",
+    "accepted_shares",
+    "rejected_shares",
+)
+_BOARD_TYPE = "STRUCT(idx INTEGER, hashrate_ths DOUBLE, temperature_c DOUBLE, chip_temperature_c DOUBLE)[]"
+_STORED_COLUMNS = (*METRIC_COLUMNS, "boards", "fan_speeds_rpm", "quality")
+
+
+@dataclass(slots=True)
+class StagedBatch:
+    """A batch as numpy columns, ready to register with DuckDB.
+
+    columns holds (N,) arrays: seq (int64), miner_id (object str, resolved miner_ids), ts
+    (datetime64[us], naive UTC), the six metrics as float64 with NaN for missing, quality (uint8),
+    and whatever boards_sql / fans_sql read (an object column of lists, or one column per board/fan).
+    """
+
+    columns: dict[str, np.ndarray]
+    boards_sql: str = "NULL"
+    fans_sql: str = "NULL"
+
+    def __len__(self) -> int:
+        return int(self.columns["seq"].shape[0])
+
+
+def to_utc_naive(ts: datetime) -> datetime:
+    """Naive UTC datetime for a TIMESTAMP column; a naive input is taken to be UTC already."""
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo is not None else ts
+
+
+def _float_column(values: Sequence[float | int | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def stage_samples(samples: Sequence[Sample]) -> StagedBatch:
+    """Column batch from row samples (miner_id as given; the caller resolves aliases)."""
+    n = len(samples)
+    boards = np.empty(n, dtype=object)
+    fans = np.empty(n, dtype=object)
+    for i, sample in enumerate(samples):
+        boards[i] = [
+            {
+                "idx": b.index,
+                "hashrate_ths": b.hashrate_ths,
+                "temperature_c": b.temperature_c,
+                "chip_temperature_c": b.chip_temperature_c,
+            }
+            for b in sample.boards
+        ] or None
+        fans[i] = [float(rpm) for rpm in sample.fan_speeds_rpm] or None
+    columns = {
+        "seq": np.arange(n, dtype=np.int64),
+        "miner_id": np.array([s.miner_id for s in samples], dtype=object),
+        "ts": np.array([to_utc_naive(s.timestamp) for s in samples], dtype="datetime64[us]"),
+        "hashrate_ths": _float_column([s.hashrate_ths for s in samples]),
+        "temperature_c": _float_column([s.temperature_c for s in samples]),
+        "fan_speed_rpm": _float_column([s.fan_speed_rpm for s in samples]),
+        "power_w": _float_column([s.power_w for s in samples]),
+        "accepted_shares": _float_column([s.accepted_shares for s in samples]),
+        "rejected_shares": _float_column([s.rejected_shares for s in samples]),
+        "quality": np.zeros(n, dtype=np.uint8),
+        "boards": boards,
+        "fans": fans,
+    }
+    return StagedBatch(columns, boards_sql=f"boards::{_BOARD_TYPE}", fans_sql="fans::DOUBLE[]")
+
+
+def stage_columns(
+    miner_id: np.ndarray,
+    ts: np.ndarray,
+    metrics: dict[str, np.ndarray],
+    *,
+    quality: int,
+    board_hashrate_ths: np.ndarray | None = None,
+    board_temperature_c: np.ndarray | None = None,
+    fan_speeds_rpm: np.ndarray | None = None,
+) -> StagedBatch:
+    """Column batch from numpy arrays; per-board (N, B) and per-fan (N, K) arrays become LIST columns."""
+    n = int(miner_id.shape[0])
+    columns: dict[str, np.ndarray] = {
+        "seq": np.arange(n, dtype=np.int64),
+        "miner_id": np.asarray(miner_id, dtype=object),
+        "ts": np.asarray(ts).astype("datetime64[us]"),
+        "quality": np.full(n, quality, dtype=np.uint8),
+    }
+    for name in METRIC_COLUMNS:
+        columns[name] = np.ascontiguousarray(metrics[name], dtype=np.float64)
+    boards_sql = fans_sql = "NULL"
+    if board_hashrate_ths is not None:
+        n_boards = board_hashrate_ths.shape[1]
+        temps = (
+            board_temperature_c
+            if board_temperature_c is not None
+            else np.full_like(board_hashrate_ths, np.nan)
+        )
+        parts = []
+        for b in range(n_boards):
+            columns[f"board{b}_h"] = np.ascontiguousarray(board_hashrate_ths[:, b], dtype=np.float64)
+            columns[f"board{b}_t"] = np.ascontiguousarray(temps[:, b], dtype=np.float64)
+            parts.append(
+                f"struct_pack(idx := {b}, hashrate_ths := board{b}_h, temperature_c := board{b}_t, "
+                "chip_temperature_c := NULL::DOUBLE)"
+            )
+        boards_sql = f"list_value({', '.join(parts)})"
+    if fan_speeds_rpm is not None:
+        for k in range(fan_speeds_rpm.shape[1]):
+            columns[f"fan{k}"] = np.ascontiguousarray(fan_speeds_rpm[:, k], dtype=np.float64)
+        fans_sql = f"list_value({', '.join(f'fan{k}' for k in range(fan_speeds_rpm.shape[1]))})"
+    for name in columns:
+        if columns[name].shape[0] != n:
+            raise ValueError(f"column {name!r} has {columns[name].shape[0]} rows, miner_id has {n}")
+    return StagedBatch(columns, boards_sql=boards_sql, fans_sql=fans_sql)
+
+
+def mark_partial(batch: StagedBatch) -> None:
+    """Set QUALITY_PARTIAL on rows with a missing metric."""
+    missing = np.zeros(len(batch), dtype=bool)
+    for name in METRIC_COLUMNS:
+        missing |= np.isnan(batch.columns[name])
+    batch.columns["quality"] = batch.columns["quality"] | np.where(missing, QUALITY_PARTIAL, 0).astype(
+        np.uint8
+    )
+
+
+def write_staged(
+    cur: duckdb.DuckDBPyConnection,
+    batch: StagedBatch,
+    resolve: Callable[[list[str]], dict[str, str]],
+) -> tuple[int, int]:
+    """Upsert a staged batch inside the caller's transaction; returns (written, duplicates).
+
+    resolve maps the batch's distinct miner ids to stored miner_ids (registering or refusing unknown
+    ones). A batch with no key already stored and none repeated (the common append) goes straight into
+    the table; otherwise it is staged in a temp table, deduplicated (last row wins), rows identical to
+    stored ones are dropped, and the stored rows it replaces are deleted before the insert.
+    """
+    if len(batch) == 0:
+        return 0, 0
+    # Views registered on the cursor live until the caller closes it.
+    cur.register("incoming", batch.columns)
+    given = [str(row[0]) for row in cur.execute("SELECT DISTINCT miner_id FROM incoming").fetchall()]
+    renamed = {alias: miner_id for alias, miner_id in resolve(given).items() if alias != miner_id}
+    miner_expr = "i.miner_id"
+    join = ""
+    if renamed:
+        cur.register(
+            "renamed",
+            {
+                "alias": np.array(list(renamed), dtype=object),
+                "miner_id": np.array(list(renamed.values()), dtype=object),
+            },
+        )
+        miner_expr = "coalesce(r.miner_id, i.miner_id)"
+        join = "LEFT JOIN renamed r ON r.alias = i.miner_id"
+    source = f"""
+        SELECT {miner_expr} AS miner_id, i.ts,
+            i.hashrate_ths, i.temperature_c, i.fan_speed_rpm, i.power_w,
+            i.accepted_shares::BIGINT AS accepted_shares, i.rejected_shares::BIGINT AS rejected_shares,
+            {batch.boards_sql} AS boards, {batch.fans_sql} AS fan_speeds_rpm, i.quality, i.seq
+        FROM incoming i {join}
+    """
+    clash = fetch_one(
+        cur,
+        f"""
+        SELECT (SELECT count(*) FROM ({source}) d SEMI JOIN samples s USING (miner_id, ts)),
+            (SELECT count(*) FROM (SELECT miner_id, ts FROM ({source}) GROUP BY ALL HAVING count(*) > 1))
+        """,
+    )
+    names = ", ".join(("miner_id", "ts", *_STORED_COLUMNS))
+    if clash == (0, 0):
+        cur.execute(f"INSERT INTO samples ({names}) SELECT {names} FROM ({source})")
+        return len(batch), 0
+    cur.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE staged AS
+        SELECT * EXCLUDE (seq) FROM ({source})
+        QUALIFY row_number() OVER (PARTITION BY miner_id, ts ORDER BY seq DESC) = 1
+        """
+    )
+    same = " AND ".join(f"d.{c} IS NOT DISTINCT FROM s.{c}" for c in _STORED_COLUMNS)
+    cur.execute(
+        f"DELETE FROM staged d USING samples s WHERE d.miner_id = s.miner_id AND d.ts = s.ts AND {same}"
+    )
+    row = fetch_one(cur, "SELECT count(*) FROM staged")
+    written = int(row[0]) if row else 0
+    cur.execute("DELETE FROM samples s USING staged d WHERE s.miner_id = d.miner_id AND s.ts = d.ts")
+    cur.execute(f"INSERT INTO samples ({names}) SELECT {names} FROM staged")
+    cur.execute("DROP TABLE staged")
+    return written, len(batch) - written
+
+
+def read_samples(
+    cur: duckdb.DuckDBPyConnection,
+    miner_id: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int | None = None,
+) -> list[Sample]:
+    """Stored samples of one miner (already resolved) in [start, end), oldest first; the newest
+    `limit` when limit is given."""
+    rows = cur.execute(
+        f"""
+        SELECT * FROM (
+            SELECT miner_id, ts, {", ".join(METRIC_COLUMNS)}, boards, fan_speeds_rpm FROM samples
+            WHERE miner_id = $1 AND ($2::TIMESTAMP IS NULL OR ts >= $2) AND ($3::TIMESTAMP IS NULL OR ts < $3)
+            ORDER BY ts DESC LIMIT $4
+        ) ORDER BY ts
+        """,
+        [
+            miner_id,
+            to_utc_naive(start) if start else None,
+            to_utc_naive(end) if end else None,
+            limit if limit is not None else 2**62,
+        ],
+    ).fetchall()
+    samples = []
+    for mid, ts, hashrate, temp, fan, power, accepted, rejected, boards, fans in rows:
+        samples.append(
+            Sample(
+                miner_id=str(mid),
+                timestamp=ts.replace(tzinfo=UTC),
+                hashrate_ths=hashrate,
+                temperature_c=temp,
+                fan_speed_rpm=fan,
+                power_w=power,
+                accepted_shares=accepted,
+                rejected_shares=rejected,
+                boards=tuple(
+                    BoardReading(b["idx"], b["hashrate_ths"], b["temperature_c"], b["chip_temperature_c"])
+                    for b in boards or ()
+                ),
+                fan_speeds_rpm=tuple(fans or ()),
+            )
+        )
+    return samples

@@ -1,0 +1,1 @@
+"""Transport layer: gRPC servicers, the error-mapping interceptor and proto <-> domain conversions."""

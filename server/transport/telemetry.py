@@ -1,0 +1,174 @@
+"""TelemetryService servicer: WriteMetrics, IngestMetrics, RecordFailure, ListFailures,
+SetPlannedState, RecordFeedback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from mining.analytics.v1alpha1 import telemetry_pb2, telemetry_pb2_grpc
+
+from server.domain.ingest import Ingest, SampleInput
+from server.errors import InvalidArgument
+from server.records import BoardReading, FailureEvent, PlannedState
+from server.transport.convert import from_timestamp, to_timestamp
+
+
+def _opt(message: object, field: str) -> object | None:
+    return getattr(message, field) if message.HasField(field) else None  # type: ignore[attr-defined]
+
+
+def sample_inputs(request: telemetry_pb2.WriteMetricsRequest) -> list[SampleInput]:
+    """Row samples, then column samples, as plain inputs."""
+    inputs = [
+        SampleInput(
+            miner_id=s.miner_id,
+            timestamp=from_timestamp(s, "timestamp"),
+            hashrate_ths=_opt(s, "hashrate_ths"),  # type: ignore[arg-type]
+            temperature_c=_opt(s, "temperature_c"),  # type: ignore[arg-type]
+            fan_speed_rpm=_opt(s, "fan_speed_rpm"),  # type: ignore[arg-type]
+            power_w=_opt(s, "power_w"),  # type: ignore[arg-type]
+            accepted_shares=_opt(s, "accepted_shares"),  # type: ignore[arg-type]
+            rejected_shares=_opt(s, "rejected_shares"),  # type: ignore[arg-type]
+            boards=tuple(
+                BoardReading(
+                    index=b.index,
+                    hashrate_ths=_opt(b, "hashrate_ths"),  # type: ignore[arg-type]
+                    temperature_c=_opt(b, "temperature_c"),  # type: ignore[arg-type]
+                    chip_temperature_c=_opt(b, "chip_temperature_c"),  # type: ignore[arg-type]
+                )
+                for b in s.boards
+            ),
+            fan_speeds_rpm=tuple(s.fan_speeds_rpm),
+            hardware_model=s.hardware_model,
+        )
+        for s in request.samples
+    ]
+    if request.HasField("columns"):
+        inputs.extend(_column_inputs(request.columns, offset=len(inputs)))
+    return inputs
+
+
+def _column_inputs(columns: telemetry_pb2.MetricColumns, offset: int) -> list[SampleInput]:
+    from datetime import UTC, datetime
+
+    n = len(columns.miner_id)
+    for name in (
+        "timestamp_ms",
+        "hashrate_ths",
+        "temperature_c",
+        "fan_speed_rpm",
+        "power_w",
+        "accepted_shares",
+        "rejected_shares",
+    ):
+        length = len(getattr(columns, name))
+        if length not in (0, n) or (name == "timestamp_ms" and length != n):
+            raise InvalidArgument.for_field(
+                f"columns.{name}",
+                f"has {length} values, miner_id has {n}; every column must have one value per sample",
+            )
+
+    def metric(name: str, i: int) -> float | None:
+        values = getattr(columns, name)
+        if not values:
+            return None
+        value = values[i]
+        return None if value != value else value  # NaN marks a missing reading
+
+    def counter(name: str, i: int) -> int | None:
+        values = getattr(columns, name)
+        return None if not values or values[i] == -1 else values[i]
+
+    return [
+        SampleInput(
+            miner_id=columns.miner_id[i],
+            timestamp=datetime.fromtimestamp(columns.timestamp_ms[i] / 1000, UTC),
+            hashrate_ths=metric("hashrate_ths", i),
+            temperature_c=metric("temperature_c", i),
+            fan_speed_rpm=metric("fan_speed_rpm", i),
+            power_w=metric("power_w", i),
+            accepted_shares=counter("accepted_shares", i),
+            rejected_shares=counter("rejected_shares", i),
+        )
+        for i in range(n)
+    ]
+
+
+class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
+
+    async def WriteMetrics(
+        self, request: telemetry_pb2.WriteMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> telemetry_pb2.WriteMetricsResponse:
+        result = await self._ingest.write(sample_inputs(request))
+        return telemetry_pb2.WriteMetricsResponse(
+            written=result.written,
+            duplicates=result.duplicates,
+            miners_registered=result.miners_registered,
+            batch_id=request.batch_id,
+        )
+
+    async def IngestMetrics(
+        self,
+        request_iterator: AsyncIterator[telemetry_pb2.WriteMetricsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[telemetry_pb2.WriteMetricsResponse]:
+        # Each batch is acknowledged once stored; a bad batch ends the stream with INVALID_ARGUMENT,
+        # and every batch acknowledged before it stays stored.
+        async for request in request_iterator:
+            yield await self.WriteMetrics(request, context)
+
+    async def RecordFailure(
+        self, request: telemetry_pb2.RecordFailureRequest, context: grpc.aio.ServicerContext
+    ) -> telemetry_pb2.FailureEvent:
+        event = await self._ingest.record_failure(
+            request.miner_id,
+            from_timestamp(request, "occurred_at"),
+            request.mode,
+            from_timestamp(request, "repaired_at"),
+            request.note,
+        )
+        return failure_to_proto(event)
+
+    async def ListFailures(
+        self, request: telemetry_pb2.ListFailuresRequest, context: grpc.aio.ServicerContext
+    ) -> telemetry_pb2.ListFailuresResponse:
+        events = await self._ingest.list_failures(request.miner_id, request.page_size)
+        return telemetry_pb2.ListFailuresResponse(failures=[failure_to_proto(e) for e in events])
+
+    async def SetPlannedState(
+        self, request: telemetry_pb2.SetPlannedStateRequest, context: grpc.aio.ServicerContext
+    ) -> telemetry_pb2.PlannedState:
+        state = await self._ingest.set_planned_state(
+            request.miner_id,
+            request.kind,
+            from_timestamp(request, "start"),
+            from_timestamp(request, "end"),
+            request.note,
+        )
+        return planned_state_to_proto(state)
+
+
+def failure_to_proto(event: FailureEvent) -> telemetry_pb2.FailureEvent:
+    return telemetry_pb2.FailureEvent(
+        event_id=event.event_id,
+        miner_id=event.miner_id,
+        occurred_at=to_timestamp(event.occurred_at),
+        mode=int(event.mode),
+        source=int(event.source),
+        repaired_at=to_timestamp(event.repaired_at),
+        note=event.note,
+    )
+
+
+def planned_state_to_proto(state: PlannedState) -> telemetry_pb2.PlannedState:
+    return telemetry_pb2.PlannedState(
+        state_id=state.state_id,
+        miner_id=state.miner_id,
+        kind=int(state.kind),
+        start=to_timestamp(state.start),
+        end=to_timestamp(state.end),
+        note=state.note,
+    )

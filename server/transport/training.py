@@ -1,0 +1,112 @@
+"""TrainingService servicer: Train, GetTrainJob, ListTrainJobs, WatchTrainJob, CancelTrainJob,
+ListModels, ActivateModel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from mining.analytics.v1alpha1 import training_pb2, training_pb2_grpc
+
+from server.domain.jobs import JobRecord
+from server.domain.models_admin import ModelsAdmin
+from server.domain.training import TrainingJobs
+from server.models.registry import ModelVersionInfo
+from server.transport.convert import to_timestamp
+
+
+def _optional(message: object, field: str) -> object | None:
+    return getattr(message, field) if message.HasField(field) else None  # type: ignore[attr-defined]
+
+
+class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
+    def __init__(self, jobs: TrainingJobs, admin: ModelsAdmin) -> None:
+        self._jobs = jobs
+        self._admin = admin
+
+    async def Train(
+        self, request: training_pb2.TrainRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.TrainJob:
+        job = await self._jobs.start(
+            request.model_kind,
+            epochs=_optional(request, "epochs"),  # type: ignore[arg-type]
+            batch_size=_optional(request, "batch_size"),  # type: ignore[arg-type]
+            validation_split=_optional(request, "validation_split"),  # type: ignore[arg-type]
+            seed=_optional(request, "seed"),  # type: ignore[arg-type]
+            request_id=request.request_id,
+        )
+        return job_to_proto(job)
+
+    async def GetTrainJob(
+        self, request: training_pb2.GetTrainJobRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.TrainJob:
+        return job_to_proto(await self._jobs.get(request.job_id))
+
+    async def ListTrainJobs(
+        self, request: training_pb2.ListTrainJobsRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.ListTrainJobsResponse:
+        jobs = await self._jobs.list(request.model_kind, request.page_size)
+        return training_pb2.ListTrainJobsResponse(jobs=[job_to_proto(job) for job in jobs])
+
+    async def WatchTrainJob(
+        self, request: training_pb2.WatchTrainJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[training_pb2.TrainJob]:
+        async for job in self._jobs.watch(request.job_id):
+            yield job_to_proto(job)
+
+    async def CancelTrainJob(
+        self, request: training_pb2.CancelTrainJobRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.TrainJob:
+        return job_to_proto(await self._jobs.cancel(request.job_id))
+
+    async def ListModels(
+        self, request: training_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.ListModelsResponse:
+        versions = await self._admin.list(request.model_kind)
+        return training_pb2.ListModelsResponse(models=[version_to_proto(v) for v in versions])
+
+    async def ActivateModel(
+        self, request: training_pb2.ActivateModelRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.ModelVersion:
+        return version_to_proto(await self._admin.activate(request.model_kind, request.version))
+
+
+def job_to_proto(job: JobRecord) -> training_pb2.TrainJob:
+    return training_pb2.TrainJob(
+        job_id=job.job_id,
+        model_kind=int(job.kind),
+        state=int(job.state),
+        params=training_pb2.TrainParams(
+            epochs=job.params.epochs,
+            batch_size=job.params.batch_size,
+            validation_split=job.params.validation_split,
+            seed=job.params.seed,
+        ),
+        epoch=job.epoch,
+        train_loss=job.train_loss,
+        val_loss=job.val_loss,
+        elapsed_seconds=job.elapsed_seconds,
+        samples_per_second=job.samples_per_second,
+        created_at=to_timestamp(job.created_at),
+        started_at=to_timestamp(job.started_at),
+        finished_at=to_timestamp(job.finished_at),
+        error=job.error,
+        metrics=job.metrics,
+        model_version=job.model_version,
+        promoted=job.promoted,
+        request_id=job.request_id,
+        message=job.message,
+    )
+
+
+def version_to_proto(info: ModelVersionInfo) -> training_pb2.ModelVersion:
+    return training_pb2.ModelVersion(
+        model_kind=int(info.kind),
+        version=info.version,
+        trained_at=to_timestamp(info.created_at),
+        active=info.active,
+        job_id=info.job_id,
+        metrics=info.metrics,
+        feature_columns=info.feature_columns,
+        sequence_length=info.sequence_length,
+    )

@@ -1,0 +1,127 @@
+"""Serving: training/serving parity, calibrated batches, explanations, anomaly scores."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from synthetic_fleet import T0, Fleet, flat_series
+
+from server.errors import InsufficientHistory
+from server.models.explain import RiskFactor, likely_failure_mode
+from server.models.inference import AnomalyScorer, FailureRiskPredictor
+from server.models.registry import ModelRegistry
+from server.models.windows import WindowSet
+from server.records import FEATURE_COLUMNS, FailureMode, Miner
+
+
+@pytest.fixture(scope="module")
+def predictor(trained: dict[str, object]) -> FailureRiskPredictor:
+    registry = trained["registry"]
+    assert isinstance(registry, ModelRegistry)
+    return FailureRiskPredictor.from_registry(registry)
+
+
+@pytest.fixture(scope="module")
+def scorer(trained: dict[str, object]) -> AnomalyScorer:
+    registry = trained["registry"]
+    assert isinstance(registry, ModelRegistry)
+    return AnomalyScorer.from_registry(registry)
+
+
+def test_serving_windows_equal_training_windows(
+    fleet: Fleet, trained: dict[str, object], predictor: FailureRiskPredictor
+) -> None:
+    windows = trained["windows"]
+    assert isinstance(windows, WindowSet)
+    index = int(np.flatnonzero(windows.miner_ids == "10.0.0.3")[7])
+    end = windows.window_ends[index].astype(object).replace(tzinfo=T0.tzinfo)
+    batch = predictor.prepare(fleet.series["10.0.0.3"], fleet.miners["10.0.0.3"], end=end, latest_only=True)
+    expected = predictor.norm.apply(windows.gather(np.array([index])))
+    assert batch.x.shape == (1, 24, 12)
+    assert np.array_equal(batch.x, expected)
+    assert batch.window_ends[0] == windows.window_ends[index]
+
+
+def test_predict_returns_calibrated_risk_per_window(fleet: Fleet, predictor: FailureRiskPredictor) -> None:
+    batch = predictor.prepare(fleet.series["10.0.0.1"], fleet.miners["10.0.0.1"])
+    risk = predictor.predict(batch.x)
+    assert risk.shape == (batch.x.shape[0],) and ((risk >= 0) & (risk <= 1)).all()
+    assert np.allclose(predictor.predict(batch.x[5:6]), risk[5:6], atol=1e-6)  # batching changes nothing
+    assert predictor.horizon_hours == 24.0 and predictor.feature_columns == list(FEATURE_COLUMNS)
+
+
+def test_explain_ranks_features_with_shares_and_recent_values(
+    fleet: Fleet, predictor: FailureRiskPredictor
+) -> None:
+    series = fleet.series["10.0.0.1"]
+    batch = predictor.prepare_latest(series, fleet.miners["10.0.0.1"])
+    factors = predictor.explain(batch)
+    assert sorted(f.feature for f in factors) == sorted(FEATURE_COLUMNS)
+    importances = [f.importance for f in factors]
+    assert importances == sorted(importances, reverse=True)
+    assert all(0 <= i <= 1 for i in importances) and sum(importances) == pytest.approx(1.0, abs=1e-6)
+    temperature = next(f for f in factors if f.feature == "temperature")
+    assert temperature.unit == "C"
+    assert temperature.recent_value == pytest.approx(float(np.nanmean(series.values[-6:, 1])), rel=1e-5)
+    assert isinstance(predictor.likely_failure_mode(factors), FailureMode)
+
+
+def factor(name: str, importance: float, deviation: float) -> RiskFactor:
+    return RiskFactor(name, importance, 0.0, "", deviation)
+
+
+def test_likely_failure_mode_follows_the_deviating_features() -> None:
+    slow_fan = [factor("fan_speed", 0.5, -3.0), factor("temperature", 0.3, 2.0), factor("power", 0.2, 0.1)]
+    assert likely_failure_mode(slow_fan) == FailureMode.FAN
+    hot = [factor("temperature", 0.6, 2.5), factor("fan_speed", 0.2, 0.5), factor("power", 0.2, 0.1)]
+    assert likely_failure_mode(hot) == FailureMode.THERMAL
+    rejecting = [factor("rejection_rate", 0.7, 3.0), factor("hashrate", 0.3, 0.0)]
+    assert likely_failure_mode(rejecting) == FailureMode.POOL
+    weak_board = [factor("hashrate", 0.5, -2.0), factor("rejection_rate", 0.5, 3.0)]
+    assert likely_failure_mode(weak_board) == FailureMode.HASH_BOARD
+    assert (
+        likely_failure_mode([factor("power", 0.9, 0.2), factor("hashrate", 0.1, 0.0)])
+        == FailureMode.UNSPECIFIED
+    )
+
+
+def test_too_short_or_too_sparse_history_is_insufficient(predictor: FailureRiskPredictor) -> None:
+    miner = Miner("m1", "S19", "Bitmain", 100.0, 3250.0)
+    with pytest.raises(InsufficientHistory, match="23 sample"):
+        predictor.prepare_latest(flat_series("m1", 23), miner)
+    sparse = flat_series("m1", 100)
+    sparse.observed[-20:] = False
+    sparse.values[-20:] = np.nan
+    with pytest.raises(InsufficientHistory, match="4 sample"):
+        predictor.prepare_latest(sparse, miner)
+
+
+def test_anomaly_scores_thresholds_confidence_and_top_features(fleet: Fleet, scorer: AnomalyScorer) -> None:
+    start = T0 + timedelta(days=1)
+    batch = scorer.prepare(
+        fleet.series["10.0.0.1"], fleet.miners["10.0.0.1"], start, start + timedelta(hours=6)
+    )
+    assert batch.x.shape == (73, 24, 12)
+    scores = scorer.score(batch.x)
+    assert scores.shape == (73,) and (scores >= 0).all()
+    assert np.array_equal(scorer.is_anomaly(scores), scores > scorer.threshold)
+    confidence = scorer.confidence(scores)
+    assert ((confidence >= 0) & (confidence <= 1)).all()
+    order = np.argsort(scores)
+    assert (np.diff(confidence[order]) >= 0).all()
+    assert scorer.confidence(np.array([0.0, np.inf])).tolist() == [0.0, 1.0]
+    top = scorer.top_features(scorer.channel_errors(batch.x[:2]), k=3)
+    assert len(top) == 2 and all(len(t) == 3 and set(t) <= set(FEATURE_COLUMNS) for t in top)
+
+
+def test_a_broken_sensor_scores_as_more_anomalous(fleet: Fleet, scorer: AnomalyScorer) -> None:
+    series = fleet.series["10.0.0.2"]
+    miner = fleet.miners["10.0.0.2"]
+    batch = scorer.prepare(series, miner, latest_only=True)
+    broken = batch.x.copy()
+    broken[0, :, 2] = -8.0  # fan speed channel pinned far below normal
+    normal = scorer.score(batch.x)
+    assert scorer.score(broken)[0] > normal[0]
+    assert scorer.top_features(scorer.channel_errors(broken), k=1) == [["fan_speed"]]
