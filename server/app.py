@@ -23,13 +23,19 @@ from mining.analytics.v1alpha1 import (
 from server.config import Settings
 from server.domain import train_worker
 from server.domain.active_models import ActiveModels
+from server.domain.feature_cache import FeatureCache
+from server.domain.feedback import FeedbackLog
 from server.domain.fleet import Fleet
+from server.domain.housekeeping import Housekeeping
 from server.domain.ingest import Ingest
 from server.domain.models_admin import ModelsAdmin
+from server.domain.rescoring import Rescorer
 from server.domain.scores import LatestScores
 from server.domain.scoring import Scoring
+from server.domain.subscriptions import ScoreHub
 from server.domain.training import TrainingJobs
 from server.models.registry import ModelRegistry
+from server.ops.runtime import Operations
 from server.store import Store
 from server.transport.errors import ErrorMappingInterceptor
 from server.transport.fleet import FleetServicer
@@ -58,15 +64,29 @@ class App:
     health: health.aio.HealthServicer
     jobs: TrainingJobs
     models: ActiveModels
+    hub: ScoreHub
+    rescorer: Rescorer
+    scoring: Scoring
+    ops: Operations
+    """Security and operations: metrics, audit, limits (ops.subscriptions caps subscriptions)."""
+    housekeeping: Housekeeping | None = None
+    """Periodic outage scan and retention roll-up."""
 
     async def stop(self, grace: float | None = None) -> None:
         """Drains: health NOT_SERVING, in-flight calls get `grace` seconds, then the store closes."""
         grace = self.settings.grace_seconds if grace is None else grace
         log.info("draining: health NOT_SERVING, %.1f s grace for in-flight calls", grace)
         await self.health.enter_graceful_shutdown()
+        # End subscription streams ourselves, with an in-band message, before the server cancels them.
+        self.hub.close_all("the server is draining; reconnect with after_sequence to resume")
+        await self.rescorer.stop()
+        if self.housekeeping is not None:
+            await self.housekeeping.stop()
         await self.jobs.shutdown()
         await self.server.stop(grace)
+        await self.scoring.close()
         await asyncio.to_thread(self.store.close)
+        self.ops.close()
         log.info("stopped")
 
 
@@ -128,9 +148,22 @@ async def start(settings: Settings) -> App:
         on_models_changed=admin.reload,
     )
     await jobs.recover()
+    cache = FeatureCache(
+        store, history_rows=settings.sequence_length + 288, interval_s=settings.sample_interval_s
+    )
+    await asyncio.to_thread(cache.rebuild)
+    hub = ScoreHub(queue_size=settings.subscriber_queue)
+    scoring = Scoring(store, models, scores, settings, cache)
+    ingest = Ingest(store, settings)
+    rescorer = Rescorer(cache, scoring, models, hub, settings.rescore_interval_ms / 1000.0)
+    ingest.add_listener(rescorer.on_ingest)
+    rescorer.start()
+    housekeeping = Housekeeping(store, settings)
+    housekeeping.start()
 
+    ops = await asyncio.to_thread(Operations.create, settings, store, scores)
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()],
+        interceptors=ops.interceptors(ErrorMappingInterceptor()),
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -139,11 +172,9 @@ async def start(settings: Settings) -> App:
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(
         FleetServicer(Fleet(store, models, scores, settings)), server
     )
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
-        ScoringServicer(Scoring(store, models, scores, settings)), server
-    )
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(scoring, hub), server)
     telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
-        TelemetryServicer(Ingest(store, settings)), server
+        TelemetryServicer(ingest, FeedbackLog(store, models)), server
     )
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs, admin), server)
 
@@ -153,7 +184,7 @@ async def start(settings: Settings) -> App:
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
 
-    port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    port = ops.add_port(server, f"{settings.host}:{settings.grpc_port}")
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -166,4 +197,9 @@ async def start(settings: Settings) -> App:
         health=health_servicer,
         jobs=jobs,
         models=models,
+        hub=hub,
+        rescorer=rescorer,
+        scoring=scoring,
+        ops=ops,
+        housekeeping=housekeeping,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,13 +56,66 @@ class Settings(BaseSettings):
     envoy_admin_port: int = Field(9901, ge=0, le=65535)
     """Envoy's admin port (always bound to 127.0.0.1)."""
     auto_register_miners: bool = True
-    """Register unknown miners on their first sample; off, their samples are rejected (NOT_FOUND)."""
+    """Register unknown miners on their first sample; off, their batch is rejected (INVALID_ARGUMENT)."""
     max_batch_samples: int = Field(100_000, ge=1)
     """Most samples one WriteMetrics batch may carry."""
+    backfill_after_minutes: float = Field(60.0, gt=0)
+    """A batch whose newest sample is older than this is a backfill: stored, but no re-scoring."""
+    outage_after_minutes: float = Field(30.0, gt=0)
+    """Derived outages: no hashrate (zero or no samples) for longer than this is an outage event."""
+    outage_lookback_hours: float = Field(6.0, gt=0)
+    """Derived outages: how far before a batch (or before the newest sample) each scan looks."""
+    outage_scan_interval_s: float = Field(300.0, ge=0)
+    """Seconds between fleet-wide outage scans (catches miners that went silent); 0 turns it off."""
+    raw_retention_days: float = Field(90.0, gt=0)
+    """Raw samples older than this are rolled up into hourly rows (samples_hourly) and deleted."""
+    retention_interval_s: float = Field(3600.0, ge=0)
+    """Seconds between retention roll-ups; 0 turns them off."""
+    batch_max_size: int = Field(64, ge=1, le=4096)
+    """Dynamic batching: most prediction requests coalesced into one forward pass."""
+    batch_max_delay_ms: float = Field(2.0, ge=0, le=1000)
+    """Dynamic batching: longest a request waits for others to join its batch, in milliseconds."""
+    rescore_interval_ms: float = Field(200.0, ge=0)
+    """Re-scoring after ingestion: bursts for the same miners within this time are coalesced."""
+    subscriber_queue: int = Field(256, ge=1)
+    """Updates buffered per subscriber; a slower subscriber is told how many it missed."""
     grace_seconds: float = Field(5.0, ge=0)
     """Seconds in-flight requests get to finish on SIGTERM."""
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest gRPC message accepted, in bytes."""
+    auth_tokens_file: Path | None = None
+    """Tokens file (JSON) turning on bearer-token auth with roles and miner scopes; unset = auth off."""
+    tls_cert_file: Path | None = None
+    """PEM certificate of the gRPC server; with tls_key_file it serves TLS only."""
+    tls_key_file: Path | None = None
+    """PEM private key of the gRPC server's certificate."""
+    tls_client_ca_file: Path | None = None
+    """PEM CA bundle; when set the gRPC server requires client certificates signed by it (mTLS)."""
+    http_tls_cert_file: Path | None = None
+    """PEM certificate of Envoy's REST/gRPC listener; with http_tls_key_file it serves HTTPS only."""
+    http_tls_key_file: Path | None = None
+    """PEM private key of Envoy's listener certificate."""
+    metrics_host: str = "127.0.0.1"
+    """Address the Prometheus /metrics endpoint binds (loopback: scrape through a local agent)."""
+    metrics_port: int = Field(9464, ge=-1, le=65535)
+    """Prometheus /metrics port; 0 picks a free one, -1 turns the endpoint off."""
+    audit_log_file: Path | None = None
+    """Audit log (JSON lines: who trained, cancelled, activated, wrote); unset = data_dir/audit.log."""
+    expensive_calls_per_minute: float = Field(30.0, gt=0)
+    """Rate limit per client (token name, else peer address) for Train and ScoreFleet: refill rate."""
+    expensive_calls_burst: int = Field(10, ge=1)
+    """Rate limit per client for Train and ScoreFleet: calls allowed back to back."""
+    max_subscriptions: int = Field(256, ge=1)
+    """Most concurrent score subscriptions; more answer RESOURCE_EXHAUSTED."""
+
+    @model_validator(mode="after")
+    def _tls_files_in_pairs(self) -> Settings:
+        for cert, key in (("tls_cert_file", "tls_key_file"), ("http_tls_cert_file", "http_tls_key_file")):
+            if (getattr(self, cert) is None) != (getattr(self, key) is None):
+                raise ValueError(f"{cert} and {key} go together: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
 
     @property
     def db_path(self) -> Path:
@@ -71,3 +124,7 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit_log_file or self.data_dir / "audit.log"

@@ -41,9 +41,21 @@ def envoy_binary() -> str:
 
 
 def render_config(
-    *, grpc_host: str, grpc_port: int, http_host: str, http_port: int, admin_port: int
+    *,
+    grpc_host: str,
+    grpc_port: int,
+    http_host: str,
+    http_port: int,
+    admin_port: int,
+    tls_cert_file: Path | None = None,
+    tls_key_file: Path | None = None,
+    upstream_tls: bool = False,
 ) -> dict[str, Any]:
-    """envoy.yaml with this run's addresses."""
+    """envoy.yaml with this run's addresses; HTTPS on the listener when given a cert and key.
+
+    `upstream_tls`: the gRPC backend serves TLS, so Envoy speaks TLS to it too. That hop stays on
+    loopback, so Envoy encrypts without verifying the backend's certificate.
+    """
     config: dict[str, Any] = yaml.safe_load(TEMPLATE.read_text())
     config["admin"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": admin_port}
     resources = config["static_resources"]
@@ -52,7 +64,35 @@ def render_config(
     endpoint = resources["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     endpoint["address"]["socket_address"] = {"address": grpc_host, "port_value": grpc_port}
     _set_descriptor(config, str(DESCRIPTOR))
+    if tls_cert_file is not None and tls_key_file is not None:
+        listener["filter_chains"][0]["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": f"{_TLS_TYPES}.DownstreamTlsContext",
+                "common_tls_context": {
+                    "tls_certificates": [
+                        {
+                            "certificate_chain": {"filename": str(Path(tls_cert_file).resolve())},
+                            "private_key": {"filename": str(Path(tls_key_file).resolve())},
+                        }
+                    ],
+                    # h2 for gRPC clients, http/1.1 for curl and browsers.
+                    "alpn_protocols": ["h2", "http/1.1"],
+                },
+            },
+        }
+    if upstream_tls:
+        resources["clusters"][0]["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": f"{_TLS_TYPES}.UpstreamTlsContext",
+                "common_tls_context": {"alpn_protocols": ["h2"]},
+            },
+        }
     return config
+
+
+_TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
 
 
 def _set_descriptor(node: Any, path: str) -> None:
@@ -95,8 +135,11 @@ def start_envoy(
     admin_port: int = 0,
     log_level: str = "warning",
     ready_timeout: float = 60.0,
+    tls_cert_file: Path | None = None,
+    tls_key_file: Path | None = None,
+    upstream_tls: bool = False,
 ) -> EnvoyProcess:
-    """Starts Envoy and waits until its listener is up."""
+    """Starts Envoy and waits until its listener is up (HTTPS with a cert and key, see render_config)."""
     workdir = Path(tempfile.mkdtemp(prefix="mfh-envoy-"))
     config_path = workdir / "envoy.yaml"
     config = render_config(
@@ -105,6 +148,9 @@ def start_envoy(
         http_host=http_host,
         http_port=http_port,
         admin_port=admin_port,
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
+        upstream_tls=upstream_tls,
     )
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     admin_file = workdir / "admin_address"

@@ -112,3 +112,27 @@ class Unavailable(DomainError):
 class ResourceExhausted(DomainError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "RESOURCE_EXHAUSTED"
+
+
+class RateLimited(ResourceExhausted):
+    """Too many expensive calls from one client; `retry_after_s` says when the next one is allowed."""
+
+    reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, metadata={"retry_after_s": f"{retry_after_s:.1f}"})
+        self.retry_after_s = retry_after_s
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or credentials the server does not know."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    """Valid credentials that lack the role the call needs."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"

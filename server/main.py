@@ -69,6 +69,9 @@ async def serve(settings: Settings) -> None:
                 http_host=settings.http_host,
                 http_port=settings.http_port,
                 admin_port=settings.envoy_admin_port,
+                tls_cert_file=settings.http_tls_cert_file,
+                tls_key_file=settings.http_tls_key_file,
+                upstream_tls=settings.tls_cert_file is not None,
             )
             log.info("REST API ready: try curl http://localhost:%d/api/advanced/status", envoy.http_port)
         await stop.wait()
@@ -81,6 +84,11 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings(argv)
+    if settings.with_envoy and settings.tls_client_ca_file is not None:
+        raise SystemExit(
+            "--with-envoy and --tls-client-ca-file do not go together: Envoy has no client certificate "
+            "for the gRPC backend. Terminate TLS at Envoy (--http-tls-cert-file) instead."
+        )
     logs.configure(settings.log_level, as_json=settings.log_json)
     asyncio.run(serve(settings))
 

@@ -115,6 +115,7 @@ class Sample:
     rejected_shares: int | None = None  # cumulative since last reboot
     boards: tuple[BoardReading, ...] = ()
     fan_speeds_rpm: tuple[float, ...] = ()
+    quality: int = 0  # bit set of QUALITY_* flags (server/store/samples.py)
 
 
 @dataclass(frozen=True, slots=True)

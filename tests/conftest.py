@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.harness import Stack, start_stack
+
+# Servers started by tests (in process and as subprocesses) serve /metrics on a free port, never the
+# fixed default 9464 that parallel runs on one machine would fight over.
+os.environ.setdefault("MFH_METRICS_PORT", "0")
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +25,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = start_stack(Path(tmp_path_factory.mktemp("stack")))
     yield running
     running.close()
+
+
+@pytest.fixture(scope="session")
+def trained_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of its own on which both models were trained (tiny: 2 epochs) through REST."""
+    running = start_stack(Path(tmp_path_factory.mktemp("trained")))
+    try:
+        for kind in ("lstm", "autoencoder"):
+            reply = running.rest("POST", f"/api/advanced/train/{kind}", {"epochs": 2, "seed": 5})
+            assert reply.status == 200, reply.body
+            wait_for_job(running, reply.json()["job_id"])
+        yield running
+    finally:
+        running.close()
+
+
+def wait_for_job(stack: Stack, job_id: str, timeout: float = 300) -> dict[str, object]:
+    """Polls the job over REST until it is final; returns its JSON."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = stack.rest("GET", f"/api/advanced/train/jobs/{job_id}").json()
+        if job["state"] not in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING"):
+            assert job["state"] == "JOB_STATE_SUCCEEDED", job
+            return dict(job)
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish within {timeout} s")

@@ -57,7 +57,13 @@ class ServerThread:
 
 def start_server(data_dir: Path, **overrides: Any) -> ServerThread:
     """A server factory: the real server on port 0 with its data (DuckDB, models) under data_dir."""
-    options: dict[str, Any] = {"grpc_port": 0, "data_dir": data_dir, "log_level": "INFO", **SMALL_FLEET}
+    options: dict[str, Any] = {
+        "grpc_port": 0,
+        "metrics_port": 0,
+        "data_dir": data_dir,
+        "log_level": "INFO",
+        **SMALL_FLEET,
+    }
     options.update(overrides)
     return ServerThread(Settings(**options))
 

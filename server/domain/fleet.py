@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from server import __version__
+from server import __version__, auth
 from server.config import Settings
 from server.domain import validation
 from server.domain.active_models import ActiveModels, ModelSummary
@@ -74,7 +74,7 @@ class Fleet:
     async def get_miner(self, miner_id: str) -> MinerView:
         validation.miner_id(miner_id)
         miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None:
+        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
             raise MinerNotFound(miner_id)
         stats = await asyncio.to_thread(self._store.miner_stats)
         count, last_seen = stats.get(miner.miner_id, (0, None))
@@ -107,7 +107,7 @@ class Fleet:
         stats = await asyncio.to_thread(self._store.miner_stats)
         scores = self._scores.snapshot()
         views = []
-        for miner in miners:
+        for miner in auth.visible(miners):
             if hardware_model and miner.hardware_model != hardware_model:
                 continue
             if site and miner.site != site:

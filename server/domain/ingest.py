@@ -1,32 +1,50 @@
 """Telemetry ingestion: validates batches of samples and writes them atomically.
 
-Impossible values (NaN, -300 C, 10^9 RPM, negative counters, far-future times) reject the whole
-batch with every bad sample listed by index and field; extreme but possible readings (a fan at 0 RPM,
-105 C, zero hashrate) are exactly the signals of a failing miner and are stored.
+Impossible values (NaN, -300 C, 10^9 RPM, negative counters, far-future times) and, with
+auto-registration off, unknown miners reject the whole batch with every bad sample listed by index
+and field; nothing of it is written. Extreme but possible readings (a fan at 0 RPM, 105 C, zero
+hashrate) are exactly the signals of a failing miner and are stored as they are. Readings a working
+sensor cannot give but that are physically possible (below 0 C or above 130 C, a fan above 12,000
+RPM, more than 3x the miner's nominal hashrate) are stored too, flagged QUALITY_SENSOR_GLITCH.
+
+Identity: a sample's serial or MAC, when given, names the miner before its miner_id (an IP), so a
+miner that moves keeps its history and its new IP becomes an alias. Miners registered automatically
+take the sample's hardware model and, when the catalogue knows it, its nameplate figures.
+
+Order and idempotency: the key is (miner, timestamp); re-sending it replaces the stored sample (last
+write wins) or, when identical, counts as a duplicate. Late samples are stored in their place. A
+batch whose newest sample is older than `backfill_after_minutes` is a backfill: listeners are told,
+so they do not re-score on it. After every batch, outages are derived for the miners it touched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import re
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from server.config import Settings
-from server.domain import validation
+from server.domain import outages, validation
+from server.domain.catalog import known_model
 from server.errors import FieldViolation, InvalidArgument, MinerNotFound
 from server.records import (
     EventSource,
     FailureEvent,
     FailureMode,
+    Miner,
     PlannedState,
     PlannedStateKind,
     Sample,
     WriteResult,
 )
-from server.store import Store
+from server.store import QUALITY_SENSOR_GLITCH, Store
+
+log = logging.getLogger(__name__)
 
 # Physical bounds beyond any sensor's range: values outside are errors, not data.
 BOUNDS: dict[str, tuple[float, float]] = {
@@ -35,7 +53,12 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "fan_speed_rpm": (0.0, 50_000.0),
     "power_w": (0.0, 100_000.0),
 }
+# Possible, but not from a working sensor: stored with QUALITY_SENSOR_GLITCH.
+PLAUSIBLE_TEMPERATURE_C = (0.0, 130.0)
+PLAUSIBLE_FAN_RPM = 12_000.0
+PLAUSIBLE_HASHRATE_FACTOR = 3.0  # times the miner's nominal hashrate
 MAX_FUTURE = timedelta(minutes=10)
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
 OLDEST = datetime(2009, 1, 3, tzinfo=UTC)  # nothing mined before the genesis block
 
 # Called after a batch is stored with the miners it touched and whether it was a backfill.
@@ -57,6 +80,8 @@ class SampleInput:
     boards: tuple = ()
     fan_speeds_rpm: tuple[float, ...] = ()
     hardware_model: str = ""
+    serial: str = ""
+    mac: str = ""
 
 
 class Ingest:
@@ -71,6 +96,7 @@ class Ingest:
         self._listeners.append(listener)
 
     async def write(self, inputs: Sequence[SampleInput]) -> WriteResult:
+        """Validate and store one batch atomically, derive outages, tell the listeners."""
         if not inputs:
             raise InvalidArgument.for_field("samples", "the batch is empty; send at least one sample")
         if len(inputs) > self._settings.max_batch_samples:
@@ -80,15 +106,53 @@ class Ingest:
                 "split the batch",
             )
         samples = validate_samples(inputs, now=datetime.now(UTC))
-        result: WriteResult = await asyncio.to_thread(
-            self._store.write_samples, samples, auto_register=self._settings.auto_register_miners
-        )
+        result = await asyncio.to_thread(self._store_batch, inputs, samples)
+        touched = result.miner_ids or {s.miner_id for s in samples}
+        oldest = min(s.timestamp for s in samples)
+        try:
+            await asyncio.to_thread(outages.derive_after_ingest, self._store, self._settings, touched, oldest)
+        except Exception:  # noqa: BLE001 - the batch is stored; the periodic scan derives them later
+            log.exception("deriving outages after a batch failed; the periodic scan will retry")
         newest = max(s.timestamp for s in samples)
-        backfill = datetime.now(UTC) - newest > timedelta(hours=1)
-        touched = {s.miner_id for s in samples}
+        backfill = datetime.now(UTC) - newest > timedelta(minutes=self._settings.backfill_after_minutes)
         for listener in self._listeners:
             listener(touched, backfill)
         return result
+
+    def _store_batch(self, inputs: Sequence[SampleInput], samples: list[Sample]) -> WriteResult:
+        """Resolve the batch's miners, refuse unknown ones (auto-registration off), flag hashrate
+        glitches against each miner's nominal hashrate, write (runs in a worker thread)."""
+        auto_register = self._settings.auto_register_miners
+        keys = {k for item in inputs for k in (item.miner_id, item.serial.strip(), item.mac.strip()) if k}
+        known = self._store.lookup_miners(sorted(keys))
+        violations: list[FieldViolation] = []
+        flagged: list[Sample] = []
+        identities = _identities(inputs)
+        for index, (item, sample) in enumerate(zip(inputs, samples, strict=True)):
+            identity = identities.get(item.miner_id)
+            aliases = (identity.serial, identity.mac) if identity else ()
+            miner = next((known[k] for k in (*aliases, item.miner_id) if k in known), None)
+            if miner is None and not auto_register:
+                violations.append(
+                    FieldViolation(
+                        f"samples[{index}].miner_id",
+                        f"unknown miner {item.miner_id!r} and auto-registration is off; register it first "
+                        f"(PUT /api/advanced/miners/{item.miner_id}) or send its known serial or MAC",
+                    )
+                )
+                continue
+            nominal = miner.nominal_hashrate_ths if miner else 0.0
+            nominal = nominal or (identity.nominal_hashrate_ths if identity else 0.0)
+            if (
+                nominal > 0
+                and sample.hashrate_ths is not None
+                and sample.hashrate_ths > PLAUSIBLE_HASHRATE_FACTOR * nominal
+            ):
+                sample = replace(sample, quality=sample.quality | QUALITY_SENSOR_GLITCH)
+            flagged.append(sample)
+        if violations:
+            raise InvalidArgument.for_fields(violations, reason="INVALID_SAMPLES")
+        return self._store.write_samples(flagged, auto_register=auto_register, identities=identities)
 
     async def record_failure(
         self, miner_id: str, occurred_at: datetime | None, mode: int, repaired_at: datetime | None, note: str
@@ -144,6 +208,7 @@ def validate_samples(inputs: Sequence[SampleInput], *, now: datetime) -> list[Sa
     """Samples, or INVALID_ARGUMENT listing every bad one by index and field."""
     violations: list[FieldViolation] = []
     samples: list[Sample] = []
+    first_seen: dict[str, tuple[int, SampleInput]] = {}  # miner_id -> its first sample with an identity
     for index, item in enumerate(inputs):
         where = f"samples[{index}]"
         bad = len(violations)
@@ -185,6 +250,7 @@ def validate_samples(inputs: Sequence[SampleInput], *, now: datetime) -> list[Sa
                 violations.append(
                     FieldViolation(f"{where}.fan_speeds_rpm[{fan_index}]", f"{rpm} is not a possible RPM")
                 )
+        violations.extend(_identity_violations(item, index, first_seen))
         if len(violations) == bad and item.timestamp is not None:
             samples.append(
                 Sample(
@@ -198,8 +264,74 @@ def validate_samples(inputs: Sequence[SampleInput], *, now: datetime) -> list[Sa
                     rejected_shares=item.rejected_shares,
                     boards=tuple(item.boards),
                     fan_speeds_rpm=tuple(item.fan_speeds_rpm),
+                    quality=QUALITY_SENSOR_GLITCH if _implausible(item) else 0,
                 )
             )
     if violations:
         raise InvalidArgument.for_fields(violations, reason="INVALID_SAMPLES")
     return samples
+
+
+def _identities(inputs: Sequence[SampleInput]) -> dict[str, Miner]:
+    """miner_id -> what its samples in the batch say about the miner: the first serial, MAC and
+    hardware model given, with the catalogue's make and nameplate figures when it knows the model."""
+    seen: dict[str, dict[str, str]] = {}
+    for item in inputs:
+        if item.serial or item.mac or item.hardware_model:
+            fields = seen.setdefault(item.miner_id, {"serial": "", "mac": "", "hardware_model": ""})
+            for name in fields:
+                fields[name] = fields[name] or getattr(item, name).strip()
+    identities: dict[str, Miner] = {}
+    for miner_id, fields in seen.items():
+        catalogued = known_model(fields["hardware_model"])
+        identities[miner_id] = Miner(
+            miner_id=miner_id,
+            hardware_model=catalogued.name if catalogued else fields["hardware_model"],
+            make=catalogued.make if catalogued else "",
+            nominal_hashrate_ths=catalogued.hashrate_ths if catalogued else 0.0,
+            nominal_power_w=catalogued.power_w if catalogued else 0.0,
+            serial=fields["serial"],
+            mac=fields["mac"],
+        )
+    return identities
+
+
+def _identity_violations(
+    item: SampleInput, index: int, first_seen: dict[str, tuple[int, SampleInput]]
+) -> list[FieldViolation]:
+    """Malformed serial or MAC, or one that contradicts an earlier sample of the same miner_id."""
+    where = f"samples[{index}]"
+    violations: list[FieldViolation] = []
+    if item.serial:
+        try:
+            validation.miner_id(item.serial.strip(), f"{where}.serial")
+        except InvalidArgument as exc:
+            violations.extend(exc.violations)
+    if item.mac and not _MAC.match(item.mac.strip()):
+        violations.append(
+            FieldViolation(f"{where}.mac", f"{item.mac[:64]!r} is not a MAC address like aa:bb:cc:dd:ee:ff")
+        )
+    if not (item.serial or item.mac):
+        return violations
+    first_index, first = first_seen.setdefault(item.miner_id, (index, item))
+    for name in ("serial", "mac"):
+        mine, theirs = getattr(item, name).strip().lower(), getattr(first, name).strip().lower()
+        if mine and theirs and mine.replace("-", ":") != theirs.replace("-", ":"):
+            violations.append(
+                FieldViolation(
+                    f"{where}.{name}",
+                    f"differs from samples[{first_index}].{name} for the same miner_id {item.miner_id!r}; "
+                    "one id cannot name two miners in one batch",
+                )
+            )
+    return violations
+
+
+def _implausible(item: SampleInput) -> bool:
+    """A possible reading that a working sensor does not give (hashrate is checked with the miner)."""
+    low, high = PLAUSIBLE_TEMPERATURE_C
+    if item.temperature_c is not None and not low <= item.temperature_c <= high:
+        return True
+    if item.fan_speed_rpm is not None and item.fan_speed_rpm > PLAUSIBLE_FAN_RPM:
+        return True
+    return any(rpm > PLAUSIBLE_FAN_RPM for rpm in item.fan_speeds_rpm)

@@ -14,14 +14,17 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from server import auth
 from server.config import Settings
 from server.domain import validation
 from server.domain.active_models import ActiveModels, Loaded
+from server.domain.batcher import BatchFn, MicroBatcher
+from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
-from server.errors import InvalidArgument, MinerNotFound, ModelNotTrained
+from server.errors import InsufficientHistory, InvalidArgument, MinerNotFound, ModelNotTrained
 from server.models.explain import RiskFactor
-from server.models.inference import AnomalyScorer, FailureRiskPredictor
-from server.records import FEATURE_COLUMNS, FailureMode, Miner, MinerScore, RiskLevel
+from server.models.inference import AnomalyScorer, FailureRiskPredictor, WindowBatch
+from server.records import FEATURE_COLUMNS, FailureMode, Miner, MinerScore, MinerSeries, RiskLevel
 from server.store import Store
 
 MAX_DETECT_RANGE = timedelta(days=7)
@@ -72,27 +75,84 @@ class Detection:
     windows: tuple[WindowScore, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class FleetScores:
+    scores: tuple[MinerScore, ...]
+    miners_scored: int
+    miners_skipped: int
+    elapsed_ms: float
+
+
+def _chunked(fn: BatchFn, x: np.ndarray, size: int = 4096) -> np.ndarray:
+    return np.concatenate([fn(x[i : i + size]) for i in range(0, x.shape[0], size)])
+
+
 def _utc(moment: np.datetime64) -> datetime:
     return datetime.fromtimestamp(int(moment.astype("datetime64[s]").astype(np.int64)), UTC)
 
 
 class Scoring:
-    """PredictFailureRisk and DetectAnomalies."""
+    """PredictFailureRisk, DetectAnomalies and fleet-wide scoring.
 
-    def __init__(self, store: Store, models: ActiveModels, scores: LatestScores, settings: Settings) -> None:
+    The plain prediction path reads the miner's window from the feature cache (no database round
+    trip) and joins a dynamic batch for the forward pass; explanations and anomaly ranges, which
+    cost more anyway, compute directly.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        models: ActiveModels,
+        scores: LatestScores,
+        settings: Settings,
+        cache: FeatureCache | None = None,
+    ) -> None:
         self._store = store
         self._models = models
         self._scores = scores
         self._settings = settings
+        self._cache = cache
         self._fleet_norms: dict[str, tuple[float, dict[str, float]]] = {}
+        self._batchers: dict[str, MicroBatcher] = {}
+        # (model version, miner_id) -> (the series it was prepared from, (window, window_end) or None)
+        self._windows: dict[tuple[str, str], tuple[MinerSeries, tuple[np.ndarray, datetime] | None]] = {}
+
+    def _batcher(self, version: str, fn: BatchFn) -> MicroBatcher:
+        """One batcher per served model version (a new version gets a fresh one)."""
+        batcher = self._batchers.get(version)
+        if batcher is None:
+            batcher = MicroBatcher(
+                fn,
+                max_batch=self._settings.batch_max_size,
+                max_delay_s=self._settings.batch_max_delay_ms / 1000.0,
+                name=f"batcher-{version}",
+            )
+            self._batchers = {version: batcher}  # old versions' batchers are dropped
+        return batcher
+
+    async def close(self) -> None:
+        for batcher in list(self._batchers.values()):
+            await batcher.close()
+
+    async def _recent(self, miner: Miner, history: int) -> MinerSeries:
+        cached = self._cache.get(miner.miner_id) if self._cache is not None else None
+        if cached is not None and len(cached[1]) >= history:
+            return cached[1]
+        return await asyncio.to_thread(self._store.recent_series, miner.miner_id, history)
 
     async def predict(self, miner_id: str, *, explain: bool) -> Prediction:
         miner = await self._miner(miner_id)
         loaded = self._lstm()
         predictor: FailureRiskPredictor = loaded.model
         history = predictor.window.sequence_length + predictor.window.share_reference_samples
-        series = await asyncio.to_thread(self._store.recent_series, miner.miner_id, history)
-        prediction = await asyncio.to_thread(self._predict, predictor, loaded, miner, series, explain)
+        series = await self._recent(miner, history)
+        if explain:
+            prediction = await asyncio.to_thread(self._predict, predictor, loaded, miner, series, True)
+        else:
+            batch = predictor.prepare_latest(series, miner)
+            batcher = self._batcher(loaded.summary.version, predictor.predict)
+            risk = float(np.clip(await batcher.submit(batch.x[-1]), 0.0, 1.0))
+            prediction = self._prediction(predictor, loaded, miner, batch, risk, (), FailureMode.UNSPECIFIED)
         previous = self._scores.get(miner.miner_id)
         self._scores.put(
             MinerScore(
@@ -108,9 +168,14 @@ class Scoring:
         return prediction
 
     def _predict(
-        self, predictor: FailureRiskPredictor, loaded: Loaded, miner: Miner, series: object, explain: bool
+        self,
+        predictor: FailureRiskPredictor,
+        loaded: Loaded,
+        miner: Miner,
+        series: MinerSeries,
+        explain: bool,
     ) -> Prediction:
-        batch = predictor.prepare_latest(series, miner)  # type: ignore[arg-type]
+        batch = predictor.prepare_latest(series, miner)
         risk = float(np.clip(predictor.predict(batch.x)[-1], 0.0, 1.0))
         factors: tuple[Factor, ...] = ()
         mode = FailureMode.UNSPECIFIED
@@ -119,6 +184,18 @@ class Scoring:
             mode = FailureMode(int(predictor.likely_failure_mode(raw_factors)))
             norms = self._fleet_norm(miner.hardware_model)
             factors = tuple(self._factor(f, norms) for f in raw_factors)
+        return self._prediction(predictor, loaded, miner, batch, risk, factors, mode)
+
+    def _prediction(
+        self,
+        predictor: FailureRiskPredictor,
+        loaded: Loaded,
+        miner: Miner,
+        batch: WindowBatch,
+        risk: float,
+        factors: tuple[Factor, ...],
+        mode: FailureMode,
+    ) -> Prediction:
         return Prediction(
             miner_id=miner.miner_id,
             risk_score=risk,
@@ -236,10 +313,117 @@ class Scoring:
             windows=windows,
         )
 
+    # -- fleet-wide scoring ----------------------------------------------------------------------------
+
+    async def score_fleet(
+        self, *, miner_ids: list[str], min_risk_level: RiskLevel, top_k: int, hardware_model: str
+    ) -> FleetScores:
+        if not 0 <= top_k <= 100_000:
+            raise InvalidArgument.for_field("top_k", "must be between 0 and 100000 (0 = 100)")
+        for index, miner_id in enumerate(miner_ids):
+            validation.miner_id(miner_id, f"miner_ids[{index}]")
+        self._lstm()
+        started = time.perf_counter()
+        if self._cache is not None and len(self._cache):
+            entries = self._cache.items()
+        else:
+            entries = await asyncio.to_thread(self._entries_from_store)
+        wanted = set(miner_ids)
+        entries = [
+            (miner, series)
+            for miner, series in entries
+            if (not wanted or miner.miner_id in wanted)
+            and (not hardware_model or miner.hardware_model == hardware_model)
+            and auth.can_see(miner)
+        ]
+        scores, skipped = await asyncio.to_thread(self.score_entries, entries)
+        selected = [s for s in scores if not min_risk_level or s.risk_level >= min_risk_level]
+        selected.sort(key=lambda s: (-s.risk_score, s.miner_id))
+        return FleetScores(
+            scores=tuple(selected[: top_k or 100]),
+            miners_scored=len(scores),
+            miners_skipped=skipped,
+            elapsed_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    def _entries_from_store(self) -> list[tuple[Miner, MinerSeries]]:
+        loaded = self._lstm()
+        predictor: FailureRiskPredictor = loaded.model
+        history = predictor.window.sequence_length + predictor.window.share_reference_samples
+        miners = {m.miner_id: m for m in self._store.list_miners()}
+        return [(miners[i], self._store.recent_series(i, history)) for i in miners]
+
+    def score_entries(self, entries: list[tuple[Miner, MinerSeries]]) -> tuple[list[MinerScore], int]:
+        """Scores each miner's latest window with both models in large batches; updates the latest
+        scores. Returns the scores and how many miners had too little history. Blocking."""
+        lstm = self._lstm()
+        predictor: FailureRiskPredictor = lstm.model
+        autoencoder = self._models.autoencoder
+        rows, kept, skipped = [], [], 0
+        for miner, series in entries:
+            prepared = self._prepared(predictor, lstm.summary.version, miner, series)
+            if prepared is None:
+                skipped += 1
+                continue
+            rows.append(prepared[0])
+            kept.append((miner, series, prepared[1]))
+        if not kept:
+            return [], skipped
+        risks = np.clip(_chunked(predictor.predict, np.stack(rows)), 0.0, 1.0)
+        anomaly = np.zeros(len(kept))
+        flagged = np.zeros(len(kept), dtype=bool)
+        if autoencoder is not None:
+            scorer: AnomalyScorer = autoencoder.model
+            ae_rows, ae_index = [], []
+            for i, (miner, series, _) in enumerate(kept):
+                prepared = self._prepared(scorer, autoencoder.summary.version, miner, series)
+                if prepared is not None:
+                    ae_rows.append(prepared[0])
+                    ae_index.append(i)
+            if ae_rows:
+                errors = _chunked(scorer.score, np.stack(ae_rows))
+                anomaly[ae_index] = errors
+                flagged[ae_index] = scorer.is_anomaly(errors)
+        scores = []
+        for i, (miner, _, window_end) in enumerate(kept):
+            score = MinerScore(
+                miner_id=miner.miner_id,
+                risk_score=float(risks[i]),
+                risk_level=RiskLevel.from_score(float(risks[i]), self._settings.risk_cutoffs),
+                window_end=window_end,
+                model_version=lstm.summary.version,
+                is_anomaly=bool(flagged[i]),
+                anomaly_score=float(anomaly[i]),
+            )
+            self._scores.put(score)
+            scores.append(score)
+        return scores, skipped
+
+    def _prepared(
+        self, model: FailureRiskPredictor | AnomalyScorer, version: str, miner: Miner, series: MinerSeries
+    ) -> tuple[np.ndarray, datetime] | None:
+        """The miner's latest normalised window for a model, memoised per (version, series object):
+        the cache hands out a new series object whenever it refreshes a miner."""
+        key = (version, miner.miner_id)
+        memo = self._windows.get(key)
+        if memo is not None and memo[0] is series:
+            return memo[1]
+        try:
+            batch = (
+                model.prepare_latest(series, miner)
+                if isinstance(model, FailureRiskPredictor)
+                else (model.prepare(series, miner, latest_only=True))
+            )
+            result: tuple[np.ndarray, datetime] | None = (batch.x[-1], _utc(batch.window_ends[-1]))
+        except InsufficientHistory:
+            result = None
+        self._windows[key] = (series, result)
+        return result
+
     async def _miner(self, miner_id: str) -> Miner:
         validation.miner_id(miner_id)
         miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None:
+        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
             raise MinerNotFound(miner_id)
         return miner
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -140,12 +141,19 @@ def _train(
             windows_per_s,
         )
 
+    parent = os.getppid()
+
+    def should_stop() -> bool:
+        # A server killed by SIGKILL cannot cancel us, and nothing would read our result: stop once
+        # our parent is gone (we were re-parented), instead of training on as an orphan.
+        return bool(cancel.is_set()) or os.getppid() != parent
+
     trainer = train_failure_model if model_kind == ModelKind.LSTM else train_autoencoder
     try:
-        result = trainer(windows, cfg, progress=progress, should_stop=cancel.is_set, incumbent=incumbent)
+        result = trainer(windows, cfg, progress=progress, should_stop=should_stop, incumbent=incumbent)
     except TrainingCancelled as exc:
         raise _Cancelled from exc
-    if cancel.is_set():
+    if should_stop():
         raise _Cancelled
     version = registry.save(result.to_artifact(job_id=job_id))
     promoted = should_promote(result.metrics, active_metrics)

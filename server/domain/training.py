@@ -287,15 +287,15 @@ class TrainingJobs:
                 message="cancelled" if cancelled else "interrupted: the server is stopping",
                 error="" if cancelled else "the server stopped while this job ran",
             )
-        job = replace(job, elapsed_seconds=time.monotonic() - started)
-        self._save(job)
-        self._notify()
-        log.info("job %s finished: %s %s", job.job_id, job.state.name, job.message)
         if job.state == JobState.SUCCEEDED and job.promoted:
             try:
                 self._on_models_changed()
             except Exception:  # noqa: BLE001
                 log.exception("reloading models after job %s failed", job.job_id)
+        job = replace(job, elapsed_seconds=time.monotonic() - started)
+        self._save(job)
+        self._notify()
+        log.info("job %s finished: %s %s", job.job_id, job.state.name, job.message)
 
     def _follow(self, job: JobRecord, process: Any, events: Any, started: float) -> JobRecord:
         """Applies the worker's messages to the record until the worker ends."""
@@ -337,6 +337,9 @@ class TrainingJobs:
                     if job.promoted
                     else "; the active model is as good or better, kept it"
                 )
+                # Saved by _supervise once the new model serves, so SUCCEEDED means "in service".
+                process.join(30)
+                return job
             elif kind == "cancelled":
                 job = replace(
                     job,

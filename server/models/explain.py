@@ -1,6 +1,7 @@
 """Why a window scores high: per-feature occlusion, and a failure-mode heuristic on top of it.
 
-Occlusion sets one feature's channel to 0 over the whole window (0 is the training mean after
+Occlusion sets one feature's channels (the raw one and those derived from it, see
+`features.CHANNEL_SOURCE`) to 0 over the whole window (0 is the training mean after
 standardisation, i.e. "typical") and measures how much the calibrated risk drops. All 11 occluded
 copies run as one batch. The likely failure mode is a readable rule over which features carry the
 risk and in which direction they deviate; it is a hint for the technician, not a classifier.
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server.models.features import CHANNEL_SOURCE
 from server.records import FEATURE_COLUMNS, FEATURE_UNITS, FailureMode
 
 
@@ -36,8 +38,9 @@ def occlusion_factors(
     """
     n_features = len(FEATURE_COLUMNS)
     copies = np.repeat(x[None], n_features + 1, axis=0)  # (12, T, C): original + one per feature
+    source = np.asarray(CHANNEL_SOURCE[: x.shape[-1]])
     for feature in range(n_features):
-        copies[feature + 1, :, feature] = 0.0
+        copies[feature + 1][:, source == feature] = 0.0
     scores = risk(copies)  # (12,)
     drop = scores[0] - scores[1:]  # (11,) how much each feature raises the risk
     weight = np.clip(drop, 0.0, None)

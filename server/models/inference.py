@@ -19,7 +19,7 @@ from server.errors import InsufficientHistory
 from server.models import ModelKind
 from server.models.calibration import PlattCalibration, brier_score
 from server.models.explain import RiskFactor, likely_failure_mode, occlusion_factors
-from server.models.features import INPUT_SCHEMA, NormStats, build_channels
+from server.models.features import CHANNEL_SOURCE, INPUT_SCHEMA, NormStats, build_channels
 from server.models.registry import LoadedModel, ModelRegistry
 from server.models.windows import WindowConfig, WindowSet
 from server.records import FEATURE_COLUMNS, FailureMode, Miner, MinerSeries
@@ -52,7 +52,8 @@ def prepare_windows(
     latest_only: bool = False,
 ) -> WindowBatch:
     """Every window ending in [start, end] (stride 1), or only the latest one. Give the series
-    `share_reference_samples` rows of history before the first window for exact training parity."""
+    `history_rows(window.share_reference_samples)` rows of history before the first window for exact
+    training parity (the per-miner baselines and the 6 h context channels look back that far)."""
     length = window.sequence_length
     if len(series) < length:
         raise InsufficientHistory(series.miner_id, int(np.sum(series.observed)), length)
@@ -197,8 +198,13 @@ class AnomalyScorer(_Served):
         return below / max(self.val_errors.size, 1)
 
     def top_features(self, channel_errors: np.ndarray, k: int = 3) -> list[list[str]]:
-        """Per window, the k features whose error is largest relative to their healthy median error."""
-        ratio = channel_errors[:, : len(FEATURE_COLUMNS)] / self.channel_scale[: len(FEATURE_COLUMNS)]
+        """Per window, the k features whose error is largest relative to their healthy median error
+        (a feature's error is the largest over its channels, the raw one and those derived from it)."""
+        per_channel = channel_errors / self.channel_scale[: channel_errors.shape[1]]  # (N, C)
+        source = np.asarray(CHANNEL_SOURCE[: channel_errors.shape[1]])
+        ratio = np.stack(
+            [per_channel[:, source == f].max(axis=1) for f in range(len(FEATURE_COLUMNS))], axis=1
+        )  # (N, 11)
         order = np.argsort(-ratio, axis=1, kind="stable")[:, :k]
         return [[FEATURE_COLUMNS[i] for i in row] for row in order]
 

@@ -13,10 +13,10 @@ miner's own miner_id.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,11 +25,15 @@ import numpy as np
 
 from server.errors import FailedPrecondition, InvalidArgument, MinerNotFound, Unavailable
 from server.records import FailureEvent, Miner, MinerSeries, PlannedState, Sample, StoreCounts, WriteResult
-from server.store import events, features, jobs, miners, samples
+from server.store import events, features, jobs, miners, outages, samples
 from server.store.migrations import SchemaTooNew, apply_migrations, current_version
 from server.store.sql import fetch_one
 
 _Record = TypeVar("_Record", FailureEvent, PlannedState)
+
+
+_CLOSE_WAIT_S = 30.0
+"""Longest close() waits for in-flight reads to finish."""
 
 
 class StoreLocked(Unavailable):
@@ -66,6 +70,10 @@ class Store:
         self._path = path
         self._sample_interval_s = sample_interval_s
         self._write_lock = threading.RLock()
+        # In-flight cursors: close() waits for them (closing a connection a cursor still uses fails).
+        self._cursors = threading.Condition()
+        self._open_cursors = 0
+        self._closing = False
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -101,9 +109,13 @@ class Store:
     def close(self) -> None:
         """Checkpoint and close; later calls raise StoreClosed. Closing twice is harmless."""
         with self._write_lock:
-            if self._conn is not None:
+            with self._cursors:
+                if self._conn is None:
+                    return
+                self._closing = True  # new readers get StoreClosed from here on
+                self._cursors.wait_for(lambda: self._open_cursors == 0, timeout=_CLOSE_WAIT_S)
                 conn, self._conn = self._conn, None
-                conn.close()
+            conn.close()
 
     @property
     def is_open(self) -> bool:
@@ -127,9 +139,11 @@ class Store:
 
     @contextmanager
     def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = self._conn
-        if conn is None:
-            raise StoreClosed("the store is closed; the server is shutting down")
+        with self._cursors:
+            conn = self._conn
+            if conn is None or self._closing:
+                raise StoreClosed("the store is closed; the server is shutting down")
+            self._open_cursors += 1
         try:
             with conn.cursor() as cur:
                 yield cur
@@ -137,6 +151,10 @@ class Store:
             raise StoreClosed("the store is closed; the server is shutting down") from exc
         except (duckdb.ConstraintException, duckdb.ConversionException) as exc:
             raise InvalidArgument(f"the store rejected the data: {_first_line(exc)}") from exc
+        finally:
+            with self._cursors:
+                self._open_cursors -= 1
+                self._cursors.notify_all()
 
     @contextmanager
     def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -188,21 +206,33 @@ class Store:
 
     # ---- samples ---------------------------------------------------------------------------------
 
+    def lookup_miners(self, aliases: Sequence[str]) -> dict[str, Miner]:
+        """Each known alias (id, IP, serial or MAC) -> its miner's record, in one query; unknown ones
+        are left out."""
+        with self._reader() as cur:
+            return miners.lookup(cur, aliases)
+
     def write_samples(
         self,
         batch: Sequence[Sample],
         *,
         auto_register: bool = True,
         default_hardware_model: str = "unknown",
+        identities: Mapping[str, Miner] | None = None,
     ) -> WriteResult:
         """Write samples in one transaction; last write wins on (miner_id, ts), see samples.py.
 
-        Unknown miners are registered with default_hardware_model when auto_register, else the
-        batch raises MinerNotFound and nothing is written.
+        identities optionally maps a sample's miner_id to what the samples said about the miner
+        (serial, MAC, hardware model, nominal values): the samples resolve by serial, then MAC, then
+        miner_id, and the new ids become aliases (see miners.resolve_batch). Unknown miners are
+        registered (from their identity, else with default_hardware_model) when auto_register, else
+        the batch raises MinerNotFound and nothing is written.
         """
         if not batch:
             return WriteResult()
-        return self._write(samples.stage_samples(batch), auto_register, default_hardware_model)
+        return self._write(
+            samples.stage_samples(batch), auto_register, default_hardware_model, identities or {}
+        )
 
     def bulk_append_columns(
         self,
@@ -248,18 +278,20 @@ class Store:
             return WriteResult()
         return self._write(batch, auto_register, default_hardware_model)
 
-    def _write(self, batch: samples.StagedBatch, auto_register: bool, default_model: str) -> WriteResult:
+    def _write(
+        self,
+        batch: samples.StagedBatch,
+        auto_register: bool,
+        default_model: str,
+        identities: Mapping[str, Miner] | None = None,
+    ) -> WriteResult:
         samples.mark_partial(batch)
         result = WriteResult()
 
         def resolve(given: list[str]) -> dict[str, str]:
-            resolved = miners.resolve_many(cur, given)
-            unknown = sorted(m for m in given if m not in resolved)
-            if unknown and not auto_register:
-                raise MinerNotFound(unknown[0])
-            for miner_id in miners.upsert_miners(cur, [Miner(m, default_model) for m in unknown]):
-                resolved[miner_id] = miner_id
-            result.miners_registered = len(unknown)
+            resolved, result.miners_registered = miners.resolve_batch(
+                cur, given, identities or {}, auto_register=auto_register, default_model=default_model
+            )
             result.miner_ids = set(resolved.values())
             return resolved
 
@@ -388,6 +420,44 @@ class Store:
         with self._reader() as cur:
             resolved = self._resolve(cur, miner_id) if miner_id is not None else None
             return events.list_feedback(cur, resolved, limit)
+
+    def sync_derived_outages(
+        self,
+        miner_ids: Sequence[str] | None,
+        since: datetime,
+        min_duration: timedelta,
+        *,
+        open_silence: bool = True,
+    ) -> outages.OutageSync:
+        """Derive outage events from the samples of the given miners (every miner for None) from
+        `since` on and reconcile them with the stored derived outages, in one transaction; the
+        definition is in outages.py. Running it again changes nothing."""
+        with self._writer() as cur:
+            if miner_ids is None:
+                wanted = [m.miner_id for m in miners.list_miners(cur)]
+            else:
+                wanted = sorted(set(miners.resolve_many(cur, miner_ids).values()))
+            return outages.sync_derived_outages(
+                cur, wanted, since, min_duration, self._sample_interval_s, open_silence=open_silence
+            )
+
+    def newest_sample(self) -> datetime | None:
+        """The newest sample time of the whole fleet (UTC), or None when there is none."""
+        with self._reader() as cur:
+            return outages.newest_sample(cur)
+
+    # ---- retention -------------------------------------------------------------------------------
+
+    def roll_up_samples(self, older_than: datetime) -> tuple[int, int]:
+        """Fold raw samples older than `older_than` (floored to the hour) into samples_hourly and
+        delete them, in one transaction; returns (hourly rows written, raw samples deleted)."""
+        with self._writer() as cur:
+            return samples.roll_up(cur, older_than)
+
+    def read_hourly(self, miner_id: str) -> list[dict[str, object]]:
+        """A miner's hourly roll-up rows (see samples.roll_up) as dicts, oldest hour first."""
+        with self._reader() as cur:
+            return samples.read_hourly(cur, self._resolve(cur, miner_id))
 
     # ---- training jobs ---------------------------------------------------------------------------
 

@@ -132,6 +132,35 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "hourly roll-up of raw samples past retention",
+        (
+            # One row per (miner, UTC hour) of raw samples rolled up by retention (see samples.py):
+            # means and extremes of the readings, share-counter deltas summed over the hour (reset
+            # rule as in features.py), and the OR of the samples' quality bits.
+            """
+            CREATE TABLE samples_hourly (
+                miner_id VARCHAR NOT NULL,
+                hour TIMESTAMP NOT NULL,
+                n_samples INTEGER NOT NULL,
+                hashrate_ths_mean DOUBLE,
+                hashrate_ths_min DOUBLE,
+                hashrate_ths_max DOUBLE,
+                temperature_c_mean DOUBLE,
+                temperature_c_max DOUBLE,
+                fan_speed_rpm_mean DOUBLE,
+                fan_speed_rpm_min DOUBLE,
+                power_w_mean DOUBLE,
+                power_w_max DOUBLE,
+                accepted_shares_delta BIGINT,
+                rejected_shares_delta BIGINT,
+                quality UTINYINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (miner_id, hour)
+            )
+            """,
+        ),
+    ),
 )
 
 _BOOTSTRAP = """

@@ -10,11 +10,13 @@ new IP becomes one more alias. An alias that is some *other* miner's own miner_i
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import duckdb
 
+from server.errors import MinerNotFound
 from server.records import Miner
 from server.store.sql import fetch_one
 
@@ -157,6 +159,68 @@ def upsert_miners(cur: duckdb.DuckDBPyConnection, miners: Sequence[Miner]) -> li
         _add_aliases(cur, miner_id, miner, now)
         miner_ids.append(miner_id)
     return miner_ids
+
+
+def lookup(cur: duckdb.DuckDBPyConnection, aliases: Iterable[str]) -> dict[str, Miner]:
+    """Each known alias (id, IP, serial or MAC) -> its miner's record; unknown ones are left out."""
+    resolved = resolve_many(cur, aliases)
+    if not resolved:
+        return {}
+    rows = cur.execute(
+        f"SELECT {_MINER_COLUMNS} FROM miners WHERE miner_id IN (SELECT unnest($1::VARCHAR[]))",
+        [sorted(set(resolved.values()))],
+    ).fetchall()
+    records = {m.miner_id: m for m in map(miner_from_row, rows)}
+    return {alias: records[miner_id] for alias, miner_id in resolved.items() if miner_id in records}
+
+
+def resolve_batch(
+    cur: duckdb.DuckDBPyConnection,
+    given: Sequence[str],
+    identities: Mapping[str, Miner],
+    *,
+    auto_register: bool,
+    default_model: str,
+) -> tuple[dict[str, str], int]:
+    """Map the ids a sample batch was written under to miner_ids (inside the caller's transaction).
+
+    `identities` optionally gives, per written id, the serial, MAC and hardware model the samples
+    carried. Each id resolves as upsert_miners does (serial, then MAC, then the id); the id, serial
+    and MAC that are not yet aliases of that miner become aliases (its other fields are untouched).
+    Unknown ids are registered from their identity (hardware model, default_model when it has
+    none) when auto_register, else MinerNotFound. Returns (written id -> miner_id, miners registered).
+    """
+    keys_of: dict[str, list[str]] = {}
+    for written in given:
+        identity = identities.get(written)
+        serial = identity.serial.strip() if identity else ""
+        mac = normalize_mac(identity.mac) if identity else ""
+        keys_of[written] = [k for k in (serial, mac, written) if k]
+    found = resolve_many(cur, [k for keys in keys_of.values() for k in keys])
+    resolved: dict[str, str] = {}
+    unknown: list[str] = []
+    new_aliases: list[Miner] = []
+    for written, keys in keys_of.items():
+        miner_id = next((found[k] for k in keys if k in found), None)
+        if miner_id is None:
+            unknown.append(written)
+            continue
+        resolved[written] = miner_id
+        identity = identities.get(written)
+        if identity is not None and any(found.get(k) != miner_id for k in keys):
+            new_aliases.append(Miner(written, "", serial=identity.serial, mac=identity.mac))
+    if unknown and not auto_register:
+        raise MinerNotFound(sorted(unknown)[0])
+    upsert_miners(cur, new_aliases)
+    registered: set[str] = set()
+    for written in sorted(unknown):
+        identity = identities.get(written) or Miner(written, default_model)
+        record = replace(identity, miner_id=written, hardware_model=identity.hardware_model or default_model)
+        # One by one: two ids of one batch with the same serial register one miner.
+        (miner_id,) = upsert_miners(cur, [record])
+        resolved[written] = miner_id
+        registered.add(miner_id)
+    return resolved, len(registered)
 
 
 def miner_stats(cur: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, datetime | None]]:

@@ -9,7 +9,11 @@ Write semantics, for both the row path (write_samples) and the column path (bulk
   `written + duplicates == len(batch)`.
 
 Missing readings are NULL (NaN in staged float columns), never 0. `quality` is a bit set: QUALITY_PARTIAL
-(set by the store when any of the six metrics is missing) and QUALITY_SIMULATED (set by the writer).
+(set by the store when any of the six metrics is missing), QUALITY_SIMULATED and QUALITY_SENSOR_GLITCH
+(set by the writer: `Sample.quality`, or the `quality` argument of the column path).
+
+Retention: `roll_up` folds raw samples older than a cutoff into `samples_hourly` (one row per miner
+and UTC hour) and deletes them, in one transaction.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ QUALITY_PARTIAL = 1
 """At least one of the six metrics is missing."""
 QUALITY_SIMULATED = 2
 """Written by the demo simulator."""
+QUALITY_SENSOR_GLITCH = 4
+"""A reading is possible but implausible for a working sensor (set by ingestion; the value is kept)."""
 
 METRIC_COLUMNS: tuple[str, ...] = (
     "hashrate_ths",
@@ -93,7 +99,7 @@ def stage_samples(samples: Sequence[Sample]) -> StagedBatch:
         "power_w": _float_column([s.power_w for s in samples]),
         "accepted_shares": _float_column([s.accepted_shares for s in samples]),
         "rejected_shares": _float_column([s.rejected_shares for s in samples]),
-        "quality": np.zeros(n, dtype=np.uint8),
+        "quality": np.array([s.quality for s in samples], dtype=np.uint8),
         "boards": boards,
         "fans": fans,
     }
@@ -236,7 +242,7 @@ def read_samples(
     rows = cur.execute(
         f"""
         SELECT * FROM (
-            SELECT miner_id, ts, {", ".join(METRIC_COLUMNS)}, boards, fan_speeds_rpm FROM samples
+            SELECT miner_id, ts, {", ".join(METRIC_COLUMNS)}, boards, fan_speeds_rpm, quality FROM samples
             WHERE miner_id = $1 AND ($2::TIMESTAMP IS NULL OR ts >= $2) AND ($3::TIMESTAMP IS NULL OR ts < $3)
             ORDER BY ts DESC LIMIT $4
         ) ORDER BY ts
@@ -249,7 +255,7 @@ def read_samples(
         ],
     ).fetchall()
     samples = []
-    for mid, ts, hashrate, temp, fan, power, accepted, rejected, boards, fans in rows:
+    for mid, ts, hashrate, temp, fan, power, accepted, rejected, boards, fans, quality in rows:
         samples.append(
             Sample(
                 miner_id=str(mid),
@@ -265,6 +271,100 @@ def read_samples(
                     for b in boards or ()
                 ),
                 fan_speeds_rpm=tuple(fans or ()),
+                quality=int(quality),
             )
         )
     return samples
+
+
+_HOURLY_MEANS = ("hashrate_ths_mean", "temperature_c_mean", "fan_speed_rpm_mean", "power_w_mean")
+_HOURLY_EXTREMES = {
+    "hashrate_ths_min": "least",
+    "hashrate_ths_max": "greatest",
+    "temperature_c_max": "greatest",
+    "fan_speed_rpm_min": "least",
+    "power_w_max": "greatest",
+}
+
+
+def _delta_sql(column: str) -> str:
+    # Per-interval delta of a cumulative counter; a decrease is a reboot, counted from 0 (as features.py).
+    return (
+        f"CASE WHEN {column} IS NULL OR prev_{column} IS NULL THEN NULL "
+        f"WHEN {column} >= prev_{column} THEN {column} - prev_{column} ELSE {column} END"
+    )
+
+
+def roll_up(cur: duckdb.DuckDBPyConnection, cutoff: datetime) -> tuple[int, int]:
+    """Fold raw samples older than `cutoff` (floored to a whole UTC hour) into samples_hourly and
+    delete them, inside the caller's transaction; returns (hourly rows written, raw samples deleted).
+
+    Hours already in samples_hourly (late samples arriving after an earlier roll-up) are merged:
+    counts add, extremes combine, means are weighted by sample count. A rolled hour's first share
+    delta uses the previous raw sample only while it still exists (else NULL).
+    """
+    hour = to_utc_naive(cutoff).replace(minute=0, second=0, microsecond=0)
+    row = fetch_one(cur, "SELECT count(*) FROM samples WHERE ts < ?", [hour])
+    n_old = int(row[0]) if row else 0
+    if n_old == 0:
+        return 0, 0
+    cur.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE rolled AS
+        WITH d AS (
+            SELECT miner_id, date_trunc('hour', ts) AS hour, hashrate_ths, temperature_c, fan_speed_rpm,
+                power_w, quality, accepted_shares, rejected_shares,
+                lag(accepted_shares) OVER w AS prev_accepted_shares,
+                lag(rejected_shares) OVER w AS prev_rejected_shares
+            FROM samples WHERE ts < $1
+            WINDOW w AS (PARTITION BY miner_id ORDER BY ts)
+        )
+        SELECT miner_id, hour, count(*)::INTEGER AS n_samples,
+            avg(hashrate_ths) AS hashrate_ths_mean, min(hashrate_ths) AS hashrate_ths_min,
+            max(hashrate_ths) AS hashrate_ths_max,
+            avg(temperature_c) AS temperature_c_mean, max(temperature_c) AS temperature_c_max,
+            avg(fan_speed_rpm) AS fan_speed_rpm_mean, min(fan_speed_rpm) AS fan_speed_rpm_min,
+            avg(power_w) AS power_w_mean, max(power_w) AS power_w_max,
+            sum({_delta_sql("accepted_shares")})::BIGINT AS accepted_shares_delta,
+            sum({_delta_sql("rejected_shares")})::BIGINT AS rejected_shares_delta,
+            bit_or(quality)::UTINYINT AS quality
+        FROM d GROUP BY miner_id, hour
+        """,
+        [hour],
+    )
+    h, x = "samples_hourly", "excluded"
+    merged = [f"n_samples = {h}.n_samples + {x}.n_samples"]
+    for name in _HOURLY_MEANS:
+        merged.append(
+            f"{name} = CASE WHEN {h}.{name} IS NULL THEN {x}.{name} WHEN {x}.{name} IS NULL THEN {h}.{name} "
+            f"ELSE ({h}.{name} * {h}.n_samples + {x}.{name} * {x}.n_samples) "
+            f"/ ({h}.n_samples + {x}.n_samples) END"
+        )
+    for name, pick in _HOURLY_EXTREMES.items():
+        merged.append(f"{name} = {pick}({h}.{name}, {x}.{name})")  # NULLs are ignored
+    for name in ("accepted_shares_delta", "rejected_shares_delta"):
+        merged.append(
+            f"{name} = CASE WHEN {h}.{name} IS NULL THEN {x}.{name} WHEN {x}.{name} IS NULL THEN {h}.{name} "
+            f"ELSE {h}.{name} + {x}.{name} END"
+        )
+    merged.append(f"quality = {h}.quality | {x}.quality")
+    cur.execute(
+        "INSERT INTO samples_hourly SELECT * FROM rolled ON CONFLICT (miner_id, hour) DO UPDATE SET "
+        + ", ".join(merged)
+    )
+    row = fetch_one(cur, "SELECT count(*) FROM rolled")
+    n_hours = int(row[0]) if row else 0
+    cur.execute("DROP TABLE rolled")
+    cur.execute("DELETE FROM samples WHERE ts < ?", [hour])
+    return n_hours, n_old
+
+
+def read_hourly(cur: duckdb.DuckDBPyConnection, miner_id: str) -> list[dict[str, object]]:
+    """One miner's (resolved) hourly roll-up rows as dicts, oldest first."""
+    result = cur.execute("SELECT * FROM samples_hourly WHERE miner_id = ? ORDER BY hour", [miner_id])
+    names = [d[0] for d in result.description]
+    rows = result.fetchall()
+    return [
+        {**dict(zip(names, row, strict=True)), "hour": row[names.index("hour")].replace(tzinfo=UTC)}
+        for row in rows
+    ]

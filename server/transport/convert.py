@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from google.protobuf import timestamp_pb2
 from mining.analytics.v1alpha1 import common_pb2
 
-from server.records import Miner
+from server.errors import InvalidArgument
+from server.records import Miner, RiskLevel
 
 
 def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -24,7 +25,24 @@ def from_timestamp(message: object, field: str) -> datetime | None:
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    return stamp.ToDatetime(tzinfo=UTC)
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidArgument.for_field(
+            field,
+            f"is not a valid time (seconds={stamp.seconds}, nanos={stamp.nanos}): it must lie in years "
+            "1-9999 with nanos in 0..999999999, e.g. 2026-01-01T00:00:00Z",
+        ) from exc
+
+
+def risk_level(value: int, field: str = "min_risk_level") -> RiskLevel:
+    """The RiskLevel of an enum field, or INVALID_ARGUMENT for a number the proto does not define."""
+    try:
+        return RiskLevel(value)
+    except ValueError as exc:
+        raise InvalidArgument.for_field(
+            field, f"unknown risk level {value}; use LOW, MEDIUM, HIGH or CRITICAL"
+        ) from exc
 
 
 def miner_from_proto(message: common_pb2.Miner) -> Miner:

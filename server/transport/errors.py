@@ -8,12 +8,13 @@ Anything else is logged with its traceback and answered INTERNAL with a generic 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -36,8 +37,18 @@ def to_rpc_status(error: DomainError) -> grpc.Status:
             ]
         )
         details.append(_pack(bad))
+    retry_after_s = getattr(error, "retry_after_s", None)
+    if retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(retry_after_s * 1000))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
-    return rpc_status.to_status(status)
+    rich = rpc_status.to_status(status)
+    if retry_after_s is not None:
+        # Also as a plain header-style hint (HTTP clients behind Envoy read it as Retry-After).
+        hint = ("retry-after", str(max(1, math.ceil(retry_after_s))))
+        rich = rich._replace(trailing_metadata=(*rich.trailing_metadata, hint))  # type: ignore[attr-defined]
+    return rich
 
 
 def internal_status(incident: str) -> grpc.Status:

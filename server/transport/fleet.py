@@ -7,8 +7,7 @@ from mining.analytics.v1alpha1 import common_pb2, fleet_pb2, fleet_pb2_grpc
 
 from server.domain.active_models import ModelSummary
 from server.domain.fleet import Fleet, MinerView
-from server.records import RiskLevel
-from server.transport.convert import miner_from_proto, to_timestamp
+from server.transport.convert import miner_from_proto, risk_level, to_timestamp
 
 
 class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
@@ -42,7 +41,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         page = await self._fleet.list_miners(
             page_size=request.page_size,
             page_token=request.page_token,
-            min_risk_level=RiskLevel(request.min_risk_level),
+            min_risk_level=risk_level(request.min_risk_level),
             hardware_model=request.hardware_model,
             site=request.site,
         )

@@ -1,17 +1,61 @@
-"""ScoringService servicer: PredictFailureRisk, DetectAnomalies (ScoreFleet, SubscribeScores to come)."""
+"""ScoringService servicer: PredictFailureRisk, DetectAnomalies, ScoreFleet, SubscribeScores."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
+from google.rpc import code_pb2, status_pb2
 from mining.analytics.v1alpha1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
+from server.domain import subscriptions, validation
 from server.domain.scoring import Scoring
-from server.transport.convert import from_timestamp, to_timestamp
+from server.domain.subscriptions import ScoreFilter, ScoreHub
+from server.errors import InvalidArgument
+from server.records import MinerScore
+from server.transport.convert import from_timestamp, risk_level, to_timestamp
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
-    def __init__(self, scoring: Scoring) -> None:
+    def __init__(self, scoring: Scoring, hub: ScoreHub) -> None:
         self._scoring = scoring
+        self._hub = hub
+
+    async def ScoreFleet(
+        self, request: scoring_pb2.ScoreFleetRequest, context: grpc.aio.ServicerContext
+    ) -> scoring_pb2.ScoreFleetResponse:
+        fleet = await self._scoring.score_fleet(
+            miner_ids=list(request.miner_ids),
+            min_risk_level=risk_level(request.min_risk_level),
+            top_k=request.top_k,
+            hardware_model=request.hardware_model,
+        )
+        return scoring_pb2.ScoreFleetResponse(
+            scores=[score_to_proto(s) for s in fleet.scores],
+            miners_scored=fleet.miners_scored,
+            miners_skipped=fleet.miners_skipped,
+            elapsed_ms=fleet.elapsed_ms,
+        )
+
+    async def SubscribeScores(
+        self, request: scoring_pb2.SubscribeScoresRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[scoring_pb2.ScoreEvent]:
+        # Validate before the first message: an error after it is invisible to HTTP/1.1 clients.
+        for index, miner_id in enumerate(request.miner_ids):
+            validation.miner_id(miner_id, f"miner_ids[{index}]")
+        heartbeat = request.heartbeat_seconds or 15
+        if not 1 <= heartbeat <= 3600:
+            raise InvalidArgument.for_field("heartbeat_seconds", "must be between 1 and 3600 (0 = 15)")
+        score_filter = ScoreFilter(
+            miner_ids=frozenset(request.miner_ids),
+            min_risk_level=risk_level(request.min_risk_level),
+            anomalies_only=request.anomalies_only,
+        )
+        events = self._hub.subscribe(
+            score_filter, after_sequence=request.after_sequence, heartbeat_s=heartbeat
+        )
+        async for event in events:
+            yield event_to_proto(event)
 
     async def PredictFailureRisk(
         self, request: scoring_pb2.PredictFailureRiskRequest, context: grpc.aio.ServicerContext
@@ -65,3 +109,31 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             ],
             model_version=d.model_version,
         )
+
+
+def score_to_proto(score: MinerScore) -> scoring_pb2.MinerScore:
+    return scoring_pb2.MinerScore(
+        miner_id=score.miner_id,
+        risk_score=score.risk_score,
+        risk_level=int(score.risk_level),
+        is_anomaly=score.is_anomaly,
+        anomaly_score=score.anomaly_score,
+        window_end=to_timestamp(score.window_end),
+        model_version=score.model_version,
+    )
+
+
+def event_to_proto(event: subscriptions.Event) -> scoring_pb2.ScoreEvent:
+    if isinstance(event, subscriptions.Update):
+        return scoring_pb2.ScoreEvent(sequence=event.sequence, update=score_to_proto(event.score))
+    if isinstance(event, subscriptions.Heartbeat):
+        return scoring_pb2.ScoreEvent(
+            sequence=event.sequence, heartbeat=scoring_pb2.Heartbeat(time=to_timestamp(event.time))
+        )
+    if isinstance(event, subscriptions.Dropped):
+        return scoring_pb2.ScoreEvent(
+            sequence=event.sequence, dropped=scoring_pb2.Dropped(count=min(event.count, 2**31 - 1))
+        )
+    return scoring_pb2.ScoreEvent(
+        sequence=event.sequence, error=status_pb2.Status(code=code_pb2.UNAVAILABLE, message=event.message)
+    )

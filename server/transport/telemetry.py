@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 from mining.analytics.v1alpha1 import telemetry_pb2, telemetry_pb2_grpc
 
+from server.domain.feedback import Feedback, FeedbackLog
 from server.domain.ingest import Ingest, SampleInput
 from server.errors import InvalidArgument
 from server.records import BoardReading, FailureEvent, PlannedState
@@ -41,6 +42,8 @@ def sample_inputs(request: telemetry_pb2.WriteMetricsRequest) -> list[SampleInpu
             ),
             fan_speeds_rpm=tuple(s.fan_speeds_rpm),
             hardware_model=s.hardware_model,
+            serial=s.serial,
+            mac=s.mac,
         )
         for s in request.samples
     ]
@@ -96,8 +99,9 @@ def _column_inputs(columns: telemetry_pb2.MetricColumns, offset: int) -> list[Sa
 
 
 class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
-    def __init__(self, ingest: Ingest) -> None:
+    def __init__(self, ingest: Ingest, feedback: FeedbackLog | None = None) -> None:
         self._ingest = ingest
+        self._feedback = feedback
 
     async def WriteMetrics(
         self, request: telemetry_pb2.WriteMetricsRequest, context: grpc.aio.ServicerContext
@@ -149,6 +153,27 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             request.note,
         )
         return planned_state_to_proto(state)
+
+    async def RecordFeedback(
+        self, request: telemetry_pb2.RecordFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> telemetry_pb2.Feedback:
+        if self._feedback is None:
+            raise NotImplementedError("RecordFeedback")
+        feedback = await self._feedback.record(
+            request.miner_id, request.verdict, request.model_version, request.note
+        )
+        return feedback_to_proto(feedback)
+
+
+def feedback_to_proto(feedback: Feedback) -> telemetry_pb2.Feedback:
+    return telemetry_pb2.Feedback(
+        feedback_id=feedback.feedback_id,
+        miner_id=feedback.miner_id,
+        verdict=int(feedback.verdict),
+        model_version=feedback.model_version,
+        recorded_at=to_timestamp(feedback.recorded_at),
+        note=feedback.note,
+    )
 
 
 def failure_to_proto(event: FailureEvent) -> telemetry_pb2.FailureEvent:

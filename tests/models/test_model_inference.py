@@ -10,6 +10,7 @@ from synthetic_fleet import T0, Fleet, flat_series
 
 from server.errors import InsufficientHistory
 from server.models.explain import RiskFactor, likely_failure_mode
+from server.models.features import INPUT_SCHEMA
 from server.models.inference import AnomalyScorer, FailureRiskPredictor
 from server.models.registry import ModelRegistry
 from server.models.windows import WindowSet
@@ -39,7 +40,7 @@ def test_serving_windows_equal_training_windows(
     end = windows.window_ends[index].astype(object).replace(tzinfo=T0.tzinfo)
     batch = predictor.prepare(fleet.series["10.0.0.3"], fleet.miners["10.0.0.3"], end=end, latest_only=True)
     expected = predictor.norm.apply(windows.gather(np.array([index])))
-    assert batch.x.shape == (1, 24, 12)
+    assert batch.x.shape == (1, 24, len(INPUT_SCHEMA))
     assert np.array_equal(batch.x, expected)
     assert batch.window_ends[0] == windows.window_ends[index]
 
@@ -103,7 +104,7 @@ def test_anomaly_scores_thresholds_confidence_and_top_features(fleet: Fleet, sco
     batch = scorer.prepare(
         fleet.series["10.0.0.1"], fleet.miners["10.0.0.1"], start, start + timedelta(hours=6)
     )
-    assert batch.x.shape == (73, 24, 12)
+    assert batch.x.shape == (73, 24, len(INPUT_SCHEMA))
     scores = scorer.score(batch.x)
     assert scores.shape == (73,) and (scores >= 0).all()
     assert np.array_equal(scorer.is_anomaly(scores), scores > scorer.threshold)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from synthetic_fleet import T0, Fleet, at, failure, flat_series
 
-from server.models.features import INPUT_SCHEMA, NormStats, build_channels, trailing_median
+from server.models.features import CHANNEL_SOURCE, INPUT_SCHEMA, NormStats, build_channels, trailing_median
 from server.models.windows import WindowConfig, build_windows, split_by_miner, split_by_time
-from server.records import FEATURE_COLUMNS, FailureMode, Miner, PlannedState, PlannedStateKind
+from server.records import FailureMode, Miner, PlannedState, PlannedStateKind
 
 # Window of 4 rows, stride 1; gap 30 min = 6 rows; horizon 1 h = 12 rows; no settling after repair.
 CFG = WindowConfig(sequence_length=4, stride=1, horizon_hours=1.0, gap_hours=0.5, post_repair_hours=0.0)
@@ -98,7 +98,8 @@ def test_channels_are_ratios_to_nominal_values_with_a_missing_fraction() -> None
     series.observed[5] = False
     series.values[5] = np.nan
     channels = build_channels(series, MINER)
-    assert channels.shape == (10, len(INPUT_SCHEMA)) == (10, len(FEATURE_COLUMNS) + 1)
+    assert channels.shape == (10, len(INPUT_SCHEMA)) == (10, len(CHANNEL_SOURCE))
+    assert INPUT_SCHEMA[-1] == "missing_fraction"
     assert np.allclose(channels[[0, 1], 0], 0.5) and np.allclose(channels[[0, 1], 3], 0.5)
     assert np.allclose(channels[0, 7], 1.0)
     assert channels[2, -1] == pytest.approx(1 / 11) and channels[5, -1] == 1.0 and channels[0, -1] == 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import duckdb
@@ -96,3 +97,27 @@ def test_calls_after_close_raise_store_closed(store: Store) -> None:
         store.counts()
     with pytest.raises(StoreClosed):
         store.upsert_miners([])
+
+
+def test_close_waits_for_an_in_flight_read_and_refuses_new_ones(store: Store) -> None:
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_reader() -> None:
+        with store._reader() as cur:  # a read in flight, e.g. a scorer thread during shutdown
+            reading.set()
+            release.wait(10)
+            cur.execute("SELECT 1").fetchall()
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    reading.wait(10)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # waiting for the read, not failing under it
+    with pytest.raises(StoreClosed):
+        store.counts()
+    release.set()
+    reader.join(10)
+    closer.join(10)
+    assert not closer.is_alive() and not store.is_open

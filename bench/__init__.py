@@ -1,0 +1,1 @@
+"""Benchmarks and quality reports run against the real models, store and simulator (not tests)."""

@@ -1,0 +1,79 @@
+"""Dynamic batching: concurrent requests are coalesced into one forward pass.
+
+A request submits one input row; a worker task takes whatever has queued (up to `max_batch`, waiting
+at most `max_delay_s` for more once the first arrives), runs the model once in a worker thread (off
+the event loop) and hands each request its row of the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import numpy as np
+
+BatchFn = Callable[[np.ndarray], np.ndarray]  # (N, ...) -> (N, ...)
+
+
+class MicroBatcher:
+    """Coalesces `submit` calls into batched calls of `fn`."""
+
+    def __init__(self, fn: BatchFn, *, max_batch: int, max_delay_s: float, name: str = "batcher") -> None:
+        self._fn = fn
+        self._max_batch = max_batch
+        self._max_delay_s = max_delay_s
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._name = name
+        self.batches = 0  # forward passes run
+        self.items = 0  # rows scored
+
+    async def submit(self, row: np.ndarray) -> np.ndarray:
+        """Scores one input row (e.g. a (T, C) window) and returns its output row."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=self._name)
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        await self._queue.put((row, future))
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            pending = [await self._queue.get()]
+            deadline = loop.time() + self._max_delay_s
+            while len(pending) < self._max_batch:
+                try:
+                    pending.append(self._queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    pending.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            live = [(row, future) for row, future in pending if not future.cancelled()]
+            if not live:
+                continue
+            try:
+                batch = np.stack([row for row, _ in live])
+                outputs = await asyncio.to_thread(self._fn, batch)
+            except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.items += len(live)
+            for (_, future), output in zip(live, outputs, strict=True):
+                if not future.done():
+                    future.set_result(output)

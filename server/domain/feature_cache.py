@@ -1,0 +1,79 @@
+"""An online cache of each miner's recent feature rows, so scoring needs no database round trip.
+
+The store stays the source of truth: the cache is rebuilt from it at start and refreshed for the
+miners an ingested batch touched (one query per refresh, whatever the number of miners). Entries
+hold the last `history_rows` grid rows: the model window plus the 24 h of history its share
+normalisation reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from datetime import timedelta
+
+from server.records import Miner, MinerSeries
+from server.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class FeatureCache:
+    """miner_id -> (Miner, recent MinerSeries); thread-safe."""
+
+    def __init__(self, store: Store, history_rows: int, interval_s: int) -> None:
+        self._store = store
+        self._history = timedelta(seconds=history_rows * interval_s)
+        self._history_rows = history_rows
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[Miner, MinerSeries]] = {}
+        self.generation = 0  # bumps on every change; prepared inputs keyed by it stay consistent
+
+    def rebuild(self) -> int:
+        """Loads every miner's recent rows; returns how many miners are cached."""
+        miners = {m.miner_id: m for m in self._store.list_miners()}
+        self._load(miners, list(miners))
+        log.info("feature cache: %d miners cached", len(self._entries))
+        return len(self._entries)
+
+    def refresh(self, miner_ids: Iterable[str]) -> None:
+        """Re-reads the given miners' recent rows from the store."""
+        wanted = set(miner_ids)
+        if not wanted:
+            return
+        miners = {m.miner_id: m for m in self._store.list_miners() if m.miner_id in wanted}
+        self._load(miners, list(miners))
+
+    def _load(self, miners: dict[str, Miner], ids: list[str]) -> None:
+        if not ids:
+            return
+        stats = self._store.miner_stats()
+        newest = [seen for count, seen in (stats.get(i, (0, None)) for i in ids) if seen is not None]
+        if not newest:
+            return
+        start = min(newest) - self._history
+        series = self._store.load_series(ids, start=start)
+        with self._lock:
+            for miner_id, rows in series.items():
+                if len(rows) > self._history_rows:
+                    rows = MinerSeries(
+                        miner_id,
+                        rows.timestamps[-self._history_rows :],
+                        rows.values[-self._history_rows :],
+                        rows.observed[-self._history_rows :],
+                    )
+                self._entries[miner_id] = (miners[miner_id], rows)
+            self.generation += 1
+
+    def get(self, miner_id: str) -> tuple[Miner, MinerSeries] | None:
+        with self._lock:
+            return self._entries.get(miner_id)
+
+    def items(self) -> list[tuple[Miner, MinerSeries]]:
+        with self._lock:
+            return list(self._entries.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)

@@ -1,0 +1,78 @@
+"""Background upkeep of the store: the periodic outage scan and the retention roll-up.
+
+Retention: raw samples older than `raw_retention_days` are folded into `samples_hourly` (one row per
+miner and UTC hour: means, extremes, summed share deltas, OR-ed quality) and deleted, every
+`retention_interval_s`. Features and training read raw samples only, so they see the retention
+window; the hourly table keeps the long history for reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from server.config import Settings
+from server.domain import outages
+from server.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def apply_retention(store: Store, settings: Settings, now: datetime | None = None) -> tuple[int, int]:
+    """Roll up the raw samples past retention; returns (hourly rows written, raw samples deleted)."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.raw_retention_days)
+    hours, deleted = store.roll_up_samples(cutoff)
+    if deleted:
+        log.info("retention: %d raw samples before %s rolled up into %d hourly rows", deleted, cutoff, hours)
+    return hours, deleted
+
+
+async def _every(interval_s: float, name: str, job: Callable[[], object]) -> None:
+    """Run the blocking `job` in a worker thread every interval_s seconds until cancelled; a failing
+    run is logged and the next one goes ahead."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(job)
+        except Exception:  # noqa: BLE001 - a periodic job must outlive one bad run
+            log.exception("periodic %s failed; retrying in %.0f s", name, interval_s)
+
+
+class Housekeeping:
+    """The periodic tasks; start() on the server's loop, await stop() before the store closes."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        settings, store = self._settings, self._store
+        if settings.outage_scan_interval_s > 0:
+            self._tasks.append(
+                asyncio.create_task(
+                    _every(
+                        settings.outage_scan_interval_s,
+                        "outage scan",
+                        lambda: outages.scan_fleet(store, settings),
+                    ),
+                    name="outage-scan",
+                )
+            )
+        if settings.retention_interval_s > 0:
+            self._tasks.append(
+                asyncio.create_task(
+                    _every(
+                        settings.retention_interval_s, "retention", lambda: apply_retention(store, settings)
+                    ),
+                    name="retention",
+                )
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()

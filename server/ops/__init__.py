@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, the audit log, rate limits and subscription slots."""
