@@ -172,7 +172,9 @@ async def start(settings: Settings) -> App:
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(
         FleetServicer(Fleet(store, models, scores, settings)), server
     )
-    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(ScoringServicer(scoring, hub), server)
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
+        ScoringServicer(scoring, hub, ops.subscriptions), server
+    )
     telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
         TelemetryServicer(ingest, FeedbackLog(store, models)), server
     )

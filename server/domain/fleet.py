@@ -13,7 +13,7 @@ from server.config import Settings
 from server.domain import validation
 from server.domain.active_models import ActiveModels, ModelSummary
 from server.domain.scores import LatestScores
-from server.errors import InvalidArgument, MinerNotFound
+from server.errors import InvalidArgument, MinerNotFound, PermissionDenied
 from server.records import FEATURE_COLUMNS, Miner, MinerScore, RiskLevel, StoreCounts
 from server.store import Store
 
@@ -60,6 +60,8 @@ class Fleet:
 
     async def status(self) -> StatusInfo:
         counts = await asyncio.to_thread(self._store.counts)
+        if auth.current().scoped:  # a scoped token learns only about its own miners
+            counts = await asyncio.to_thread(self._scoped_counts, counts)
         lstm, autoencoder = self._models.lstm, self._models.autoencoder
         return StatusInfo(
             lstm=lstm.summary if lstm else None,
@@ -69,6 +71,19 @@ class Fleet:
             horizon_hours=self._settings.horizon_hours,
             counts=counts,
             server_version=__version__,
+        )
+
+    def _scoped_counts(self, counts: StoreCounts) -> StoreCounts:
+        visible = {m.miner_id for m in auth.visible(self._store.list_miners())}
+        stats = self._store.miner_stats()
+        seen = [last for count, last in (stats.get(m, (0, None)) for m in visible) if last is not None]
+        failures = self._store.list_failures(None, 10_000_000)
+        return StoreCounts(
+            miners=len(visible),
+            samples=sum(stats[m][0] for m in visible if m in stats),
+            failure_events=sum(1 for e in failures if e.miner_id in visible),
+            data_start=counts.data_start if seen else None,
+            data_end=max(seen) if seen else None,
         )
 
     async def get_miner(self, miner_id: str) -> MinerView:
@@ -87,6 +102,14 @@ class Fleet:
         for name in ("nominal_hashrate_ths", "nominal_power_w"):
             if not getattr(miner, name) >= 0:
                 raise InvalidArgument.for_field(f"miner.{name}", "must be >= 0")
+        if auth.current().scoped:
+            existing = await asyncio.to_thread(self._store.get_miner, miner.miner_id)
+            if not auth.can_see(miner) or (existing is not None and not auth.can_see(existing)):
+                # The same answer whether the miner exists or not: nothing leaks.
+                raise PermissionDenied(
+                    "miner.miner_id: this token may only register or change miners in its own scope",
+                    reason="OUT_OF_SCOPE",
+                )
         await asyncio.to_thread(self._store.upsert_miners, [miner])
         return await self.get_miner(miner.miner_id)
 

@@ -28,6 +28,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
+from server import auth
 from server.config import Settings
 from server.domain import outages, validation
 from server.domain.catalog import known_model
@@ -84,6 +87,37 @@ class SampleInput:
     mac: str = ""
 
 
+COLUMN_METRICS = ("hashrate_ths", "temperature_c", "fan_speed_rpm", "power_w")
+COLUMN_COUNTERS = ("accepted_shares", "rejected_shares")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInput:
+    """Samples as columns, before validation: every array has one value per sample (N,).
+
+    A metric column holds float64 with NaN for a missing reading; a counter column holds int64 with -1
+    for a missing one; None is an absent column (every value missing).
+    """
+
+    miner_id: np.ndarray  # (N,) object (str)
+    timestamp_ms: np.ndarray  # (N,) int64, ms since the Unix epoch, UTC
+    metrics: dict[str, np.ndarray | None]  # COLUMN_METRICS -> (N,) float64
+    counters: dict[str, np.ndarray | None]  # COLUMN_COUNTERS -> (N,) int64
+
+    def __len__(self) -> int:
+        return int(self.miner_id.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class ValidColumns:
+    """Validated columns, ready for Store.bulk_append_columns."""
+
+    miner_id: np.ndarray  # (N,) object (str)
+    ts: np.ndarray  # (N,) datetime64[ms], UTC
+    values: dict[str, np.ndarray]  # the six metrics, (N,) float64, NaN = missing
+    quality: np.ndarray  # (N,) uint8: QUALITY_SENSOR_GLITCH where a reading is implausible
+
+
 class Ingest:
     """Validates and stores telemetry, failure events and planned states."""
 
@@ -119,6 +153,82 @@ class Ingest:
             listener(touched, backfill)
         return result
 
+    async def write_columns(self, columns: ColumnInput) -> WriteResult:
+        """The columnar fast path of `write`: the same rules, checked with numpy, and one bulk append.
+
+        Bad values are named `columns.<field>[i]`; nothing of a bad batch is written.
+        """
+        n = len(columns)
+        if n == 0:
+            raise InvalidArgument.for_field("columns", "the batch is empty; send at least one sample")
+        if n > self._settings.max_batch_samples:
+            raise InvalidArgument.for_field(
+                "columns",
+                f"{n} samples exceed the batch limit of {self._settings.max_batch_samples}; split the batch",
+            )
+        valid = validate_columns(columns, now=datetime.now(UTC))
+        result = await asyncio.to_thread(self._store_columns, valid)
+        touched = result.miner_ids or set(valid.miner_id.tolist())
+        oldest = _utc_ms(int(valid.ts.min().astype(np.int64)))
+        try:
+            await asyncio.to_thread(outages.derive_after_ingest, self._store, self._settings, touched, oldest)
+        except Exception:  # noqa: BLE001 - the batch is stored; the periodic scan derives them later
+            log.exception("deriving outages after a batch failed; the periodic scan will retry")
+        newest = _utc_ms(int(valid.ts.max().astype(np.int64)))
+        backfill = datetime.now(UTC) - newest > timedelta(minutes=self._settings.backfill_after_minutes)
+        for listener in self._listeners:
+            listener(touched, backfill)
+        return result
+
+    def _store_columns(self, valid: ValidColumns) -> WriteResult:
+        """Like _store_batch for columns: refuse unknown miners (auto-registration off), flag hashrate
+        glitches against each miner's nominal hashrate, one bulk append (runs in a worker thread)."""
+        auto_register = self._settings.auto_register_miners
+        given, row_miner = np.unique(valid.miner_id, return_inverse=True)  # (M,), (N,) -> index in given
+        known = self._store.lookup_miners([str(m) for m in given])
+        principal = auth.current()
+        refused: dict[int, str] = {}  # index in given -> why its rows are refused
+        for k, miner_id in enumerate(given.tolist()):
+            miner = known.get(miner_id)
+            if principal.scoped and (miner is None or not principal.can_see(miner)):
+                # A token scoped to some miners writes only those; others read as unknown.
+                refused[k] = f"unknown miner {miner_id!r} for this token"
+            elif miner is None and not auto_register:
+                refused[k] = (
+                    f"unknown miner {miner_id!r} and auto-registration is off; register it first "
+                    f"(PUT /api/advanced/miners/{miner_id}) or send its known serial or MAC"
+                )
+        if refused:
+            bad = np.zeros(given.shape[0], dtype=bool)
+            bad[list(refused)] = True
+            raise InvalidArgument.for_fields(
+                [
+                    FieldViolation(f"columns.miner_id[{i}]", refused[int(row_miner[i])])
+                    for i in np.flatnonzero(bad[row_miner]).tolist()
+                ],
+                reason="INVALID_SAMPLES",
+            )
+        nominal = np.array(
+            [known[str(m)].nominal_hashrate_ths if str(m) in known else 0.0 for m in given], dtype=np.float64
+        )[row_miner]  # (N,)
+        hashrate = valid.values["hashrate_ths"]
+        with np.errstate(invalid="ignore"):
+            glitch = (nominal > 0) & (hashrate > PLAUSIBLE_HASHRATE_FACTOR * nominal)  # NaN compares False
+        quality = valid.quality | np.where(glitch, QUALITY_SENSOR_GLITCH, 0).astype(np.uint8)
+        return self._store.bulk_append_columns(
+            valid.miner_id,
+            valid.ts,
+            hashrate_ths=valid.values["hashrate_ths"],
+            temperature_c=valid.values["temperature_c"],
+            fan_speed_rpm=valid.values["fan_speed_rpm"],
+            power_w=valid.values["power_w"],
+            accepted_shares=valid.values["accepted_shares"],
+            rejected_shares=valid.values["rejected_shares"],
+            # Per-row quality: stage_columns fills its quality column with np.full, which broadcasts (N,).
+            quality=quality,  # type: ignore[arg-type]
+            auto_register=auto_register,
+        )
+
     def _store_batch(self, inputs: Sequence[SampleInput], samples: list[Sample]) -> WriteResult:
         """Resolve the batch's miners, refuse unknown ones (auto-registration off), flag hashrate
         glitches against each miner's nominal hashrate, write (runs in a worker thread)."""
@@ -128,10 +238,19 @@ class Ingest:
         violations: list[FieldViolation] = []
         flagged: list[Sample] = []
         identities = _identities(inputs)
+        principal = auth.current()
         for index, (item, sample) in enumerate(zip(inputs, samples, strict=True)):
             identity = identities.get(item.miner_id)
             aliases = (identity.serial, identity.mac) if identity else ()
             miner = next((known[k] for k in (*aliases, item.miner_id) if k in known), None)
+            if principal.scoped and (miner is None or not principal.can_see(miner)):
+                # A token scoped to some miners writes only those; others read as unknown.
+                violations.append(
+                    FieldViolation(
+                        f"samples[{index}].miner_id", f"unknown miner {item.miner_id!r} for this token"
+                    )
+                )
+                continue
             if miner is None and not auto_register:
                 violations.append(
                     FieldViolation(
@@ -180,6 +299,10 @@ class Ingest:
             raise InvalidArgument.for_field("page_size", "must be between 0 and 1000 (0 = 100)")
         if miner_id:
             miner_id = await self._known_miner(miner_id)
+        elif auth.current().scoped:  # a scoped token lists only its miners' failures
+            visible = {m.miner_id for m in auth.visible(await asyncio.to_thread(self._store.list_miners))}
+            events = await asyncio.to_thread(self._store.list_failures, None, 10_000_000)
+            return [e for e in events if e.miner_id in visible][: page_size or 100]
         return await asyncio.to_thread(self._store.list_failures, miner_id or None, page_size or 100)
 
     async def set_planned_state(
@@ -199,7 +322,7 @@ class Ingest:
     async def _known_miner(self, miner_id: str) -> str:
         validation.miner_id(miner_id)
         miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None:
+        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
             raise MinerNotFound(miner_id)
         return miner.miner_id
 
@@ -270,6 +393,91 @@ def validate_samples(inputs: Sequence[SampleInput], *, now: datetime) -> list[Sa
     if violations:
         raise InvalidArgument.for_fields(violations, reason="INVALID_SAMPLES")
     return samples
+
+
+def _utc_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def validate_columns(columns: ColumnInput, *, now: datetime) -> ValidColumns:
+    """The rules of validate_samples, vectorised: valid columns, or INVALID_ARGUMENT listing every bad
+    value as `columns.<field>[i]` (in row order, then field order)."""
+    n = len(columns)
+    found: list[tuple[int, int, FieldViolation]] = []  # (row, field rank, violation), sorted at the end
+
+    ids = columns.miner_id
+    given, row_miner = np.unique(ids, return_inverse=True)  # (M,) distinct ids, (N,) -> index in given
+    problems: dict[int, str] = {}
+    for k, value in enumerate(given.tolist()):
+        try:
+            validation.miner_id(value, "miner_id")
+        except InvalidArgument as exc:
+            problems[k] = exc.violations[0].description
+    if problems:
+        bad_ids = np.zeros(given.shape[0], dtype=bool)
+        bad_ids[list(problems)] = True
+        for i in np.flatnonzero(bad_ids[row_miner]).tolist():
+            found.append((i, 0, FieldViolation(f"columns.miner_id[{i}]", problems[int(row_miner[i])])))
+
+    ts_ms = columns.timestamp_ms.astype(np.int64, copy=False)
+    future_ms = int((now + MAX_FUTURE).timestamp() * 1000)
+    for i in np.flatnonzero(ts_ms > future_ms).tolist():
+        description = f"{_iso_ms(int(ts_ms[i]))} is in the future; check the collector's clock"
+        found.append((i, 1, FieldViolation(f"columns.timestamp_ms[{i}]", description)))
+    for i in np.flatnonzero(ts_ms < int(OLDEST.timestamp() * 1000)).tolist():
+        found.append((i, 1, FieldViolation(f"columns.timestamp_ms[{i}]", "is before 2009-01-03")))
+
+    values: dict[str, np.ndarray] = {}
+    for rank, name in enumerate(COLUMN_METRICS, start=2):
+        column = columns.metrics.get(name)
+        if column is None:
+            values[name] = np.full(n, np.nan)
+            continue
+        column = column.astype(np.float64, copy=False)
+        low, high = BOUNDS[name]
+        infinite = np.isinf(column)
+        with np.errstate(invalid="ignore"):
+            outside = ~infinite & ((column < low) | (column > high))  # NaN (missing) compares False
+        for i in np.flatnonzero(infinite).tolist():
+            description = f"must be a finite number, got {float(column[i])}"
+            found.append((i, rank, FieldViolation(f"columns.{name}[{i}]", description)))
+        for i in np.flatnonzero(outside).tolist():
+            description = f"{float(column[i])} is outside the possible range [{low:g}, {high:g}]"
+            found.append((i, rank, FieldViolation(f"columns.{name}[{i}]", description)))
+        values[name] = column
+    for rank, name in enumerate(COLUMN_COUNTERS, start=6):
+        counter = columns.counters.get(name)
+        if counter is None:
+            values[name] = np.full(n, np.nan)
+            continue
+        counter = counter.astype(np.int64, copy=False)
+        for i in np.flatnonzero(counter < -1).tolist():  # -1 marks a missing reading
+            description = f"must be >= 0 (a cumulative counter), got {int(counter[i])}"
+            found.append((i, rank, FieldViolation(f"columns.{name}[{i}]", description)))
+        # float64 holds counters exactly up to 2**53; NaN = missing, as the store stages them.
+        values[name] = np.where(counter == -1, np.nan, counter.astype(np.float64))
+    if found:
+        found.sort(key=lambda item: (item[0], item[1]))
+        raise InvalidArgument.for_fields([v for _, _, v in found], reason="INVALID_SAMPLES")
+
+    low, high = PLAUSIBLE_TEMPERATURE_C
+    temperature, fan = values["temperature_c"], values["fan_speed_rpm"]
+    with np.errstate(invalid="ignore"):
+        implausible = (temperature < low) | (temperature > high) | (fan > PLAUSIBLE_FAN_RPM)
+    return ValidColumns(
+        miner_id=ids,
+        ts=ts_ms.astype("datetime64[ms]"),
+        values=values,
+        quality=np.where(implausible, QUALITY_SENSOR_GLITCH, 0).astype(np.uint8),
+    )
+
+
+def _iso_ms(ms: int) -> str:
+    """An epoch-ms time as ISO 8601 (UTC), as the row path prints it; beyond datetime's range, the ms."""
+    try:
+        return _utc_ms(ms).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{ms} ms since the epoch"
 
 
 def _identities(inputs: Sequence[SampleInput]) -> dict[str, Miner]:

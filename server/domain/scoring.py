@@ -313,6 +313,13 @@ class Scoring:
             windows=windows,
         )
 
+    async def visible_miner_ids(self) -> frozenset[str] | None:
+        """The miners the caller may see, or None when its token is not scoped (streams filter by it)."""
+        if not auth.current().scoped:
+            return None
+        miners = await asyncio.to_thread(self._store.list_miners)
+        return frozenset(m.miner_id for m in auth.visible(miners))
+
     # -- fleet-wide scoring ----------------------------------------------------------------------------
 
     async def score_fleet(

@@ -25,8 +25,11 @@ class ScoreFilter:
     miner_ids: frozenset[str] = frozenset()
     min_risk_level: RiskLevel = RiskLevel.UNSPECIFIED
     anomalies_only: bool = False
+    allowed: frozenset[str] | None = None  # a scoped caller's visible miners; None = all
 
     def matches(self, score: MinerScore) -> bool:
+        if self.allowed is not None and score.miner_id not in self.allowed:
+            return False
         if self.miner_ids and score.miner_id not in self.miner_ids:
             return False
         if self.min_risk_level and score.risk_level < self.min_risk_level:

@@ -12,14 +12,16 @@ from server.domain import subscriptions, validation
 from server.domain.scoring import Scoring
 from server.domain.subscriptions import ScoreFilter, ScoreHub
 from server.errors import InvalidArgument
+from server.ops.limits import SubscriptionSlots
 from server.records import MinerScore
 from server.transport.convert import from_timestamp, risk_level, to_timestamp
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
-    def __init__(self, scoring: Scoring, hub: ScoreHub) -> None:
+    def __init__(self, scoring: Scoring, hub: ScoreHub, slots: SubscriptionSlots) -> None:
         self._scoring = scoring
         self._hub = hub
+        self._slots = slots
 
     async def ScoreFleet(
         self, request: scoring_pb2.ScoreFleetRequest, context: grpc.aio.ServicerContext
@@ -47,6 +49,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         if not 1 <= heartbeat <= 3600:
             raise InvalidArgument.for_field("heartbeat_seconds", "must be between 1 and 3600 (0 = 15)")
         score_filter = ScoreFilter(
+            allowed=await self._scoring.visible_miner_ids(),
             miner_ids=frozenset(request.miner_ids),
             min_risk_level=risk_level(request.min_risk_level),
             anomalies_only=request.anomalies_only,
@@ -54,8 +57,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         events = self._hub.subscribe(
             score_filter, after_sequence=request.after_sequence, heartbeat_s=heartbeat
         )
-        async for event in events:
-            yield event_to_proto(event)
+        with self._slots.hold():  # caps concurrent streams (RESOURCE_EXHAUSTED beyond the cap)
+            async for event in events:
+                yield event_to_proto(event)
 
     async def PredictFailureRisk(
         self, request: scoring_pb2.PredictFailureRiskRequest, context: grpc.aio.ServicerContext

@@ -72,3 +72,15 @@ def test_train_parameters_distinguish_absent_from_zero() -> None:
     assert not request.HasField("epochs")
     request.epochs = 0
     assert request.HasField("epochs")
+
+
+def test_no_breaking_change_against_main() -> None:
+    # The contract is guarded: a change that would break generated clients fails here (and in CI).
+    has_main = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "main"], cwd=ROOT, capture_output=True
+    )
+    against = ".git#branch=main" if has_main.returncode == 0 else ".git#ref=HEAD"
+    result = subprocess.run(
+        [str(BUF), "breaking", "--against", against], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -36,6 +36,7 @@ TOKENS = {
     # Scope filled in by the fixture once the demo fleet's ids and sites are known.
     "scoped-ids": (["reader"], None),
     "scoped-site": (["reader"], None),
+    "scoped-writer": (["reader", "writer"], None),
 }
 
 
@@ -64,6 +65,7 @@ def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStack]:
     scopes = dict(TOKENS)
     scopes["scoped-ids"] = (["reader"], [miners[0].miner_id, miners[1].miner_id])
     scopes["scoped-site"] = (["reader"], [f"site:{site}"])
+    scopes["scoped-writer"] = (["reader", "writer"], [miners[0].miner_id])
     secrets = write_tokens(tokens_file, scopes)
     stack = start_stack(data_dir, auth_tokens_file=tokens_file, expensive_calls_burst=2)
     yield AuthStack(stack, secrets, data_dir)
