@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
@@ -31,7 +30,6 @@ PREFIX = "/api/advanced/predict/failure-risk/"
 
 def make_handler(store: Store, predictor: FailureRiskPredictor, version: str) -> type[BaseHTTPRequestHandler]:
     history = predictor.window.sequence_length + predictor.window.share_reference_samples
-    torch_lock = threading.Lock()  # one forward pass at a time, as one torch thread would run them
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -51,8 +49,7 @@ def make_handler(store: Store, predictor: FailureRiskPredictor, version: str) ->
                     return
                 series = store.recent_series(miner.miner_id, history)
                 batch = predictor.prepare_latest(series, miner)
-                with torch_lock:
-                    risk = float(np.clip(predictor.predict(batch.x[-1:])[-1], 0.0, 1.0))
+                risk = float(np.clip(predictor.predict(batch.x[-1:])[-1], 0.0, 1.0))  # batch of one
             except DomainError as exc:
                 self._reply(400, {"message": exc.message})
                 return

@@ -34,6 +34,7 @@ from server.domain.scores import LatestScores
 from server.domain.scoring import Scoring
 from server.domain.subscriptions import ScoreHub
 from server.domain.training import TrainingJobs
+from server.models.features import history_rows
 from server.models.registry import ModelRegistry
 from server.ops.runtime import Operations
 from server.store import Store
@@ -148,8 +149,9 @@ async def start(settings: Settings) -> App:
         on_models_changed=admin.reload,
     )
     await jobs.recover()
+    # The window plus the history its input channels read (24 h baselines and 6 h context).
     cache = FeatureCache(
-        store, history_rows=settings.sequence_length + 288, interval_s=settings.sample_interval_s
+        store, history_rows=settings.sequence_length + history_rows(), interval_s=settings.sample_interval_s
     )
     await asyncio.to_thread(cache.rebuild)
     hub = ScoreHub(queue_size=settings.subscriber_queue)

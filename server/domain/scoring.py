@@ -23,6 +23,7 @@ from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
 from server.errors import InsufficientHistory, InvalidArgument, MinerNotFound, ModelNotTrained
 from server.models.explain import RiskFactor
+from server.models.features import history_rows
 from server.models.inference import AnomalyScorer, FailureRiskPredictor, WindowBatch
 from server.records import FEATURE_COLUMNS, FailureMode, Miner, MinerScore, MinerSeries, RiskLevel
 from server.store import Store
@@ -81,6 +82,11 @@ class FleetScores:
     miners_scored: int
     miners_skipped: int
     elapsed_ms: float
+
+
+def _history(model: FailureRiskPredictor | AnomalyScorer) -> int:
+    """Rows to load for a model's latest window: the window plus the history its channels read."""
+    return model.window.sequence_length + history_rows(model.window.share_reference_samples)
 
 
 def _chunked(fn: BatchFn, x: np.ndarray, size: int = 4096) -> np.ndarray:
@@ -144,7 +150,7 @@ class Scoring:
         miner = await self._miner(miner_id)
         loaded = self._lstm()
         predictor: FailureRiskPredictor = loaded.model
-        history = predictor.window.sequence_length + predictor.window.share_reference_samples
+        history = _history(predictor)
         series = await self._recent(miner, history)
         if explain:
             prediction = await asyncio.to_thread(self._predict, predictor, loaded, miner, series, True)
@@ -255,7 +261,7 @@ class Scoring:
             start = end - DEFAULT_DETECT_RANGE
         if end - start > MAX_DETECT_RANGE:
             raise InvalidArgument.for_field("start", "the range may span at most 7 days; narrow start..end")
-        rows_before = scorer.window.sequence_length + scorer.window.share_reference_samples
+        rows_before = _history(scorer)
         history = timedelta(seconds=rows_before * self._settings.sample_interval_s)
         series = await asyncio.to_thread(
             self._store.load_series, [miner.miner_id], start - history, end + timedelta(seconds=1)
@@ -356,7 +362,7 @@ class Scoring:
     def _entries_from_store(self) -> list[tuple[Miner, MinerSeries]]:
         loaded = self._lstm()
         predictor: FailureRiskPredictor = loaded.model
-        history = predictor.window.sequence_length + predictor.window.share_reference_samples
+        history = _history(predictor)
         miners = {m.miner_id: m for m in self._store.list_miners()}
         return [(miners[i], self._store.recent_series(i, history)) for i in miners]
 

@@ -63,14 +63,6 @@ def test_token_comes_from_the_environment(fake_server: FakeServer) -> None:
     assert fake_server.script.metadata[0]["authorization"] == "Bearer from-env"
 
 
-def test_watch_prints_one_json_line_per_event(fake_server: FakeServer) -> None:
-    result = run_cli("--target", fake_server.target, "watch", "--json", "--min-risk", "high")
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line.get("sequence") for line in lines[:4]] == ["1", "2", "3", "4"]  # uint64 prints as a string
-    assert lines[0]["update"]["miner_id"] == "m1"
-    assert result.returncode == 1 and "PERMISSION_DENIED" in result.stderr
-
-
 def write_telemetry(path: Path) -> None:
     """Three rows: one with every column, one with missing readings, one with an offset timestamp."""
     fmt = "(FORMAT parquet)" if path.suffix == ".parquet" else "(HEADER)"

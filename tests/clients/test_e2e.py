@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, timedelta
@@ -211,10 +213,29 @@ def test_subscription_delivers_heartbeats(bare_server: ServerThread) -> None:
         events = client.subscribe_scores(heartbeat_seconds=1, timeout=60)
         try:
             first = next(events)
-        except ClientError as exc:
-            if exc.code == grpc.StatusCode.UNIMPLEMENTED:
-                pytest.skip("server does not implement SubscribeScores yet")
-            raise
         finally:
             events.close()
     assert first.WhichOneof("event") in {"heartbeat", "update"}
+
+
+def test_watch_cli_prints_one_json_line_per_event(bare_server: ServerThread) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "clients.cli",
+        "--target",
+        target(bare_server),
+        "--json",
+        "watch",
+        "--heartbeat",
+        "1",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        lines = [json.loads(process.stdout.readline()) for _ in range(2)]
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert all("heartbeat" in line for line in lines)
+    assert all(isinstance(line["sequence"], str) for line in lines)  # uint64 prints as a string
