@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test protos lint check-protos clean
+.PHONY: setup run test protos lint check-protos clean bench
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,9 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) node_modules var
+
+# Performance benchmark (numbers, not tests): installs h2load (apt) if missing, then writes
+# bench/results/perf.md. ARGS passes options, e.g. ARGS="--fleet-sizes 1000,10000 --repeats 1".
+bench: setup
+	bash bench/setup.sh
+	$(PY) -m bench.run --out bench/results/perf.md $(ARGS)

@@ -45,6 +45,10 @@ Worker = Callable[..., None]
 ModelsChanged = Callable[[], None]
 
 
+class _CancelledWhileQueued(Exception):
+    """The job was cancelled before it got to train."""
+
+
 class _Running:
     """Book-keeping for one live job."""
 
@@ -78,6 +82,7 @@ class TrainingJobs:
         self._changed = asyncio.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
+        self._training_core = threading.Semaphore(1)
 
     # -- start-up / shutdown -------------------------------------------------------------------------
 
@@ -249,7 +254,20 @@ class TrainingJobs:
     def _supervise(self, job: JobRecord, events: Any, cancel: Any) -> None:
         """Runs in a thread: loads the data, starts the worker process, records its progress."""
         started = time.monotonic()
+        holds_core = False
         try:
+            # One training process at a time, so serving always keeps a core of its own; a second
+            # job (of the other kind) waits QUEUED until the first ends, and can be cancelled meanwhile.
+            while not (holds_core := self._training_core.acquire(timeout=0.2)):
+                if cancel.is_set():
+                    break
+                if job.message == "queued":
+                    job = replace(job, message="queued: waits for the running training job to finish")
+                    self._save(job)
+                    self._notify()
+            if not holds_core:
+                raise _CancelledWhileQueued
+            started = time.monotonic()
             data = self._load_data()
             process = self._context.Process(
                 target=self._worker,
@@ -264,6 +282,8 @@ class TrainingJobs:
             self._save(job)
             self._notify()
             job = self._follow(job, process, events, started)
+        except _CancelledWhileQueued:
+            pass  # recorded as CANCELLED below
         except Exception as exc:  # noqa: BLE001 - a job's failure is recorded, never raised into the server
             log.exception("job %s failed", job.job_id)
             job = replace(
@@ -274,6 +294,8 @@ class TrainingJobs:
                 message="failed",
             )
         finally:
+            if holds_core:
+                self._training_core.release()
             with self._lock:
                 running = self._running.pop(job.job_id, None)
             if running is not None and running.process is not None and running.process.is_alive():

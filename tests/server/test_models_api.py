@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import grpc
 import pytest
@@ -204,3 +205,27 @@ def test_watch_streams_epochs_through_envoy(tmp_path) -> None:  # type: ignore[n
 
 def test_unset_risk_level_never_reads_low() -> None:
     assert common_pb2.RiskLevel.Name(scoring_pb2.MinerScore().risk_level) == "RISK_LEVEL_UNSPECIFIED"
+
+
+def test_one_training_job_at_a_time_keeps_a_core_for_serving(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stack = start_stack(tmp_path)
+    try:
+        long_job = stack.rest("POST", "/api/advanced/train/autoencoder", {"epochs": 10000}).json()
+        deadline = time.monotonic() + 120
+        while (
+            stack.rest("GET", f"/api/advanced/train/jobs/{long_job['job_id']}").json()["state"]
+            != "JOB_STATE_RUNNING"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        waiting = stack.rest("POST", "/api/advanced/train/lstm", {"epochs": 2}).json()
+        time.sleep(1.0)
+        queued = stack.rest("GET", f"/api/advanced/train/jobs/{waiting['job_id']}").json()
+        assert queued["state"] == "JOB_STATE_QUEUED"
+        assert "waits for the running training job" in queued["message"]
+        cancelled = stack.rest("POST", f"/api/advanced/train/jobs/{waiting['job_id']}/cancel", {}).json()
+        assert cancelled["state"] == "JOB_STATE_CANCELLED" and cancelled["epoch"] == 0
+        stopped = stack.rest("POST", f"/api/advanced/train/jobs/{long_job['job_id']}/cancel", {}).json()
+        assert stopped["state"] == "JOB_STATE_CANCELLED"
+    finally:
+        stack.close()
