@@ -83,6 +83,7 @@ class TrainingJobs:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
         self._training_core = threading.Semaphore(1)
+        self._stopping = False  # set by shutdown: a job stopped now is INTERRUPTED, not CANCELLED
 
     # -- start-up / shutdown -------------------------------------------------------------------------
 
@@ -104,6 +105,7 @@ class TrainingJobs:
 
     async def shutdown(self, timeout: float = 10.0) -> None:
         """Stops running jobs; they are recorded as INTERRUPTED."""
+        self._stopping = True
         with self._lock:
             running = list(self._running.values())
         for job in running:
@@ -362,6 +364,15 @@ class TrainingJobs:
                 # Saved by _supervise once the new model serves, so SUCCEEDED means "in service".
                 process.join(30)
                 return job
+            elif kind == "cancelled" and self._stopping:
+                job = replace(
+                    job,
+                    state=JobState.INTERRUPTED,
+                    finished_at=datetime.now(UTC),
+                    elapsed_seconds=elapsed,
+                    error="the server stopped while this job ran; start a new one",
+                    message=f"interrupted by a server shutdown after epoch {job.epoch}",
+                )
             elif kind == "cancelled":
                 job = replace(
                     job,

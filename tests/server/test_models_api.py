@@ -229,3 +229,22 @@ def test_one_training_job_at_a_time_keeps_a_core_for_serving(tmp_path) -> None: 
         assert stopped["state"] == "JOB_STATE_CANCELLED"
     finally:
         stack.close()
+
+
+def test_a_job_running_at_shutdown_reads_interrupted_after_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stack = start_stack(tmp_path)
+    try:
+        job = stack.rest("POST", "/api/advanced/train/autoencoder", {"epochs": 10000}).json()
+        deadline = time.monotonic() + 120
+        while stack.rest("GET", f"/api/advanced/train/jobs/{job['job_id']}").json()["epoch"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        stack.close()
+    stack = start_stack(tmp_path)
+    try:
+        after = stack.rest("GET", f"/api/advanced/train/jobs/{job['job_id']}").json()
+        assert after["state"] == "JOB_STATE_INTERRUPTED"
+        assert after["epoch"] >= 1 and "server" in after["error"]
+    finally:
+        stack.close()
