@@ -4,8 +4,9 @@
 isort:skip_file
 Shared types of the mining-fleet health API.
 
-UNSTABLE: the v1alpha1 package may still change until the ingestion work lands; from then on
-`buf breaking` against main guards it.
+Compatibility: since the ingestion work landed, `buf breaking` against main guards every change to
+this package (tests/contract); it keeps its v1alpha1 name so that generated clients need no rename.
+Breaking changes go to a new package (see README, "Versioning").
 
 JSON notes for REST clients (Envoy's gRPC-JSON transcoder): field names are snake_case as written
 here; int32 and double print as JSON numbers, int64/uint64 print as JSON strings; Timestamps print

@@ -4,7 +4,7 @@
 isort:skip_file
 Server status and the fleet's miners.
 
-UNSTABLE: see common.proto.
+Compatibility: see common.proto.
 """
 
 from collections import abc as _abc

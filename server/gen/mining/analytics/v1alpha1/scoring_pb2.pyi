@@ -4,7 +4,7 @@
 isort:skip_file
 Failure-risk prediction, anomaly detection, fleet-wide scoring and score subscriptions.
 
-UNSTABLE: see common.proto.
+Compatibility: see common.proto.
 """
 
 from collections import abc as _abc

@@ -4,7 +4,7 @@
 isort:skip_file
 Telemetry ingestion, failure events, planned states and feedback.
 
-UNSTABLE: see common.proto.
+Compatibility: see common.proto.
 """
 
 from collections import abc as _abc

@@ -4,7 +4,7 @@
 isort:skip_file
 Training jobs and the model registry.
 
-UNSTABLE: see common.proto.
+Compatibility: see common.proto.
 """
 
 from collections import abc as _abc
