@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from server import app
 from server.config import Settings
@@ -137,3 +139,20 @@ def start_stack(data_dir: Path, **overrides: Any) -> Stack:
         server.stop()
         raise
     return Stack(server, envoy, grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+
+
+def error_details(error: grpc.RpcError) -> tuple[str, list[str]]:
+    """(ErrorInfo reason, BadRequest field names) of a rich error."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "error has no google.rpc.Status details"
+    reason, fields = "", []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields = [v.field for v in bad.field_violations]
+    return reason, fields

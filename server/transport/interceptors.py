@@ -71,7 +71,7 @@ Behavior = Callable[..., Any]
 Wrap = Callable[[str, Behavior], Behavior]
 
 
-def _rewrap(handler: grpc.RpcMethodHandler, method: str, unary: Wrap, stream: Wrap) -> grpc.RpcMethodHandler:
+def rewrap(handler: grpc.RpcMethodHandler, method: str, unary: Wrap, stream: Wrap) -> grpc.RpcMethodHandler:
     """The handler with its behaviour wrapped: `unary` for single responses, `stream` for streams."""
     kwargs = {
         "request_deserializer": handler.request_deserializer,
@@ -112,7 +112,7 @@ class _Interceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(self.skip):
             return handler
-        return _rewrap(handler, method, self.around_unary, self.around_stream)
+        return rewrap(handler, method, self.around_unary, self.around_stream)
 
     def around_unary(self, method: str, behavior: Behavior) -> Behavior:
         raise NotImplementedError
@@ -356,7 +356,7 @@ class AuditInterceptor(_Interceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method not in _AUDITED:
             return handler
-        return _rewrap(handler, handler_call_details.method, self.around_unary, self.around_stream)
+        return rewrap(handler, handler_call_details.method, self.around_unary, self.around_stream)
 
     def _write(self, method: str, request: Any, response: Any, outcome: str) -> None:
         action, from_request, from_response = _AUDITED[method]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import grpc
 from google.protobuf import timestamp_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from mining.analytics.v1alpha1 import telemetry_pb2
+
+from tests.harness import error_details
 
 T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
 """A 5-minute-grid start two days back: recent enough to be valid, old enough for late samples."""
@@ -47,18 +46,4 @@ def batch(*samples: telemetry_pb2.MetricSample, batch_id: str = "") -> telemetry
     return telemetry_pb2.WriteMetricsRequest(samples=list(samples), batch_id=batch_id)
 
 
-def violations(error: grpc.RpcError) -> tuple[str, list[str]]:
-    """(ErrorInfo reason, BadRequest field names) of a rich error."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, "error has no google.rpc.Status details"
-    reason, fields = "", []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason = info.reason
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields = [v.field for v in bad.field_violations]
-    return reason, fields
+violations = error_details  # (ErrorInfo reason, BadRequest field names) of a rich error

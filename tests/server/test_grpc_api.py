@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from mining.analytics.v1alpha1 import (
     common_pb2,
     fleet_pb2,
@@ -17,24 +15,7 @@ from mining.analytics.v1alpha1 import (
 )
 
 from server.records import FEATURE_COLUMNS
-from tests.harness import SMALL_FLEET, Stack
-
-
-def error_details(error: grpc.RpcError) -> tuple[str, list[str]]:
-    """(ErrorInfo reason, BadRequest field names) of a rich error."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, "error has no google.rpc.Status details"
-    reason, fields = "", []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason = info.reason
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields = [v.field for v in bad.field_violations]
-    return reason, fields
+from tests.harness import SMALL_FLEET, Stack, error_details
 
 
 def test_status_reports_the_store_and_no_models(stack: Stack) -> None:
