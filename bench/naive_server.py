@@ -77,6 +77,13 @@ def make_handler(store: Store, predictor: FailureRiskPredictor, version: str) ->
     return Handler
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A load generator closing its connections at the end of a run is not an error worth a traceback."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", type=Path, required=True, help="a copy of the server's DuckDB file")
@@ -91,7 +98,7 @@ def main() -> None:
     version = registry.active_version(ModelKind.LSTM)
     assert version is not None, "train an LSTM first"
     predictor = FailureRiskPredictor.from_registry(registry, version)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(store, predictor, version))
+    server = QuietServer(("127.0.0.1", args.port), make_handler(store, predictor, version))
     server.daemon_threads = True
     print(json.dumps({"port": server.server_address[1]}), flush=True)
     server.serve_forever()

@@ -172,7 +172,7 @@ async def start(settings: Settings) -> App:
         ],
     )
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(
-        FleetServicer(Fleet(store, models, scores, settings)), server
+        FleetServicer(Fleet(store, models, scores, settings, on_miner_changed=cache.refresh)), server
     )
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
         ScoringServicer(scoring, hub, ops.subscriptions), server

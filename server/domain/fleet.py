@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,7 +53,15 @@ MAX_PAGE_SIZE = 1000
 class Fleet:
     """Status and miner listing."""
 
-    def __init__(self, store: Store, models: ActiveModels, scores: LatestScores, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        models: ActiveModels,
+        scores: LatestScores,
+        settings: Settings,
+        on_miner_changed: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self._on_miner_changed = on_miner_changed  # e.g. the feature cache re-reading the record
         self._store = store
         self._models = models
         self._scores = scores
@@ -110,7 +119,9 @@ class Fleet:
                     "miner.miner_id: this token may only register or change miners in its own scope",
                     reason="OUT_OF_SCOPE",
                 )
-        await asyncio.to_thread(self._store.upsert_miners, [miner])
+        stored = await asyncio.to_thread(self._store.upsert_miners, [miner])
+        if self._on_miner_changed is not None:
+            await asyncio.to_thread(self._on_miner_changed, stored)
         return await self.get_miner(miner.miner_id)
 
     async def list_miners(

@@ -150,7 +150,7 @@ class Scoring:
         return await asyncio.to_thread(self._store.recent_series, miner.miner_id, history)
 
     async def predict(self, miner_id: str, *, explain: bool) -> Prediction:
-        miner = await self._miner(miner_id)
+        miner = await self._cached_miner(miner_id) or await self._miner(miner_id)
         loaded = self._lstm()
         predictor: FailureRiskPredictor = loaded.model
         history = _history(predictor)
@@ -448,6 +448,16 @@ class Scoring:
             result = None
         self._windows[key] = (series, result)
         return result
+
+    async def _cached_miner(self, miner_id: str) -> Miner | None:
+        """The miner's record from the feature cache (no database round trip), when the id is one the
+        cache holds and the caller may see it; None sends the caller to the store (aliases, scope
+        errors, unknown miners). The cache re-reads a miner's record whenever it changes."""
+        cached = self._cache.get(miner_id) if self._cache is not None else None
+        if cached is None or not auth.can_see(cached[0]):
+            return None
+        validation.miner_id(miner_id)
+        return cached[0]
 
     async def _miner(self, miner_id: str) -> Miner:
         validation.miner_id(miner_id)
