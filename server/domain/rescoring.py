@@ -51,7 +51,19 @@ class Rescorer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def _warm_up(self) -> None:
+        """Scores every cached miner once at start (not announced): the first ScoreFleet is then fast
+        and ListMiners sorts by risk from the start."""
+        if self._models.lstm is None:
+            return
+        try:
+            scores, skipped = await asyncio.to_thread(self._scoring.score_entries, self._cache.items())
+            log.info("warm-up: scored %d miner(s), %d with too little history", len(scores), skipped)
+        except Exception:  # noqa: BLE001 - serving works without the warm-up
+            log.exception("warm-up scoring failed")
+
     async def _run(self) -> None:
+        await self._warm_up()
         while True:
             await self._wake.wait()
             await asyncio.sleep(self._interval_s)  # let the burst finish
