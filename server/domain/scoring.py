@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,6 +121,7 @@ class Scoring:
         self._cache = cache
         self._fleet_norms: dict[str, tuple[float, dict[str, float]]] = {}
         self._batchers: dict[str, MicroBatcher] = {}
+        self._score_lock = threading.Lock()
         # (model version, miner_id) -> (the series it was prepared from, (window, window_end) or None)
         self._windows: dict[tuple[str, str], tuple[MinerSeries, tuple[np.ndarray, datetime] | None]] = {}
         # (model version, miner_id) -> (series, miner, its latest WindowBatch): the plain predict path
@@ -371,7 +373,15 @@ class Scoring:
 
     def score_entries(self, entries: list[tuple[Miner, MinerSeries]]) -> tuple[list[MinerScore], int]:
         """Scores each miner's latest window with both models in large batches; updates the latest
-        scores. Returns the scores and how many miners had too little history. Blocking."""
+        scores. Returns the scores and how many miners had too little history. Blocking.
+
+        Calls run one at a time: a fleet scoring that arrives during the start-up warm-up (or a
+        re-scoring round) waits for it and then reuses the windows it prepared, instead of preparing
+        them all a second time on the same core."""
+        with self._score_lock:
+            return self._score_entries(entries)
+
+    def _score_entries(self, entries: list[tuple[Miner, MinerSeries]]) -> tuple[list[MinerScore], int]:
         lstm = self._lstm()
         predictor: FailureRiskPredictor = lstm.model
         autoencoder = self._models.autoencoder
