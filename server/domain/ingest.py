@@ -224,8 +224,7 @@ class Ingest:
             power_w=valid.values["power_w"],
             accepted_shares=valid.values["accepted_shares"],
             rejected_shares=valid.values["rejected_shares"],
-            # Per-row quality: stage_columns fills its quality column with np.full, which broadcasts (N,).
-            quality=quality,  # type: ignore[arg-type]
+            quality=quality,  # one flag per row
             auto_register=auto_register,
         )
 

@@ -248,7 +248,7 @@ class Store:
         board_hashrate_ths: np.ndarray | None = None,
         board_temperature_c: np.ndarray | None = None,
         fan_speeds_rpm: np.ndarray | None = None,
-        quality: int = 0,
+        quality: int | np.ndarray = 0,  # one flag for the batch, or one per row
         auto_register: bool = True,
         default_hardware_model: str = "unknown",
     ) -> WriteResult:

@@ -111,7 +111,7 @@ def stage_columns(
     ts: np.ndarray,
     metrics: dict[str, np.ndarray],
     *,
-    quality: int,
+    quality: int | np.ndarray,
     board_hashrate_ths: np.ndarray | None = None,
     board_temperature_c: np.ndarray | None = None,
     fan_speeds_rpm: np.ndarray | None = None,
@@ -122,7 +122,9 @@ def stage_columns(
         "seq": np.arange(n, dtype=np.int64),
         "miner_id": np.asarray(miner_id, dtype=object),
         "ts": np.asarray(ts).astype("datetime64[us]"),
-        "quality": np.full(n, quality, dtype=np.uint8),
+        "quality": np.broadcast_to(
+            np.asarray(quality, dtype=np.uint8), (n,)
+        ).copy(),  # one flag or one per row
     }
     for name in METRIC_COLUMNS:
         columns[name] = np.ascontiguousarray(metrics[name], dtype=np.float64)
