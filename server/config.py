@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     """Torch threads for training (serving keeps the other core)."""
     serve_threads: int = Field(1, ge=1)
     """Torch threads for inference."""
+    train_patience: int = Field(10, ge=1)
+    """Early stopping: epochs without a better validation loss before training stops."""
     train_seed: int = 42
     """Default training seed."""
     log_level: str = "INFO"

@@ -105,6 +105,7 @@ def _train(
         validation_split=params.validation_split,
         seed=params.seed,
         threads=settings.train_threads,
+        patience=settings.train_patience,
     )
     registry = ModelRegistry(settings.models_dir)
     serving_class = FailureRiskPredictor if model_kind == ModelKind.LSTM else AnomalyScorer

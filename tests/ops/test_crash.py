@@ -107,7 +107,8 @@ def _wait_for(stub: training_pb2_grpc.TrainingServiceStub, job_id: str, states: 
 
 
 def test_kill_during_training_marks_the_job_interrupted_and_keeps_the_active_model(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path)
+    # No early stopping: the long job must still be training when the server is killed.
+    server = ServerProcess(tmp_path, "--train-patience", "100000")
     workers: list[int] = []
     try:
         with grpc.insecure_channel(server.target) as channel:

@@ -176,7 +176,7 @@ def test_training_lifecycle_survives_restart_and_guards_duplicates(tmp_path) -> 
 
 
 def test_cancel_stops_a_running_job(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    stack = start_stack(tmp_path)
+    stack = start_stack(tmp_path, train_patience=100_000)  # no early stop: the job runs until stopped
     try:
         job = stack.rest("POST", "/api/advanced/train/autoencoder", {"epochs": 10000}).json()
         watch = stack.rest("GET", f"/api/advanced/train/jobs/{job['job_id']}", timeout=60).json()
@@ -208,7 +208,7 @@ def test_unset_risk_level_never_reads_low() -> None:
 
 
 def test_one_training_job_at_a_time_keeps_a_core_for_serving(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    stack = start_stack(tmp_path)
+    stack = start_stack(tmp_path, train_patience=100_000)  # no early stop: the job runs until stopped
     try:
         long_job = stack.rest("POST", "/api/advanced/train/autoencoder", {"epochs": 10000}).json()
         deadline = time.monotonic() + 120
@@ -232,7 +232,7 @@ def test_one_training_job_at_a_time_keeps_a_core_for_serving(tmp_path) -> None: 
 
 
 def test_a_job_running_at_shutdown_reads_interrupted_after_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    stack = start_stack(tmp_path)
+    stack = start_stack(tmp_path, train_patience=100_000)  # no early stop: the job runs until stopped
     try:
         job = stack.rest("POST", "/api/advanced/train/autoencoder", {"epochs": 10000}).json()
         deadline = time.monotonic() + 120
