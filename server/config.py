@@ -119,6 +119,13 @@ class Settings(BaseSettings):
             raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
         return self
 
+    @model_validator(mode="after")
+    def _cutoffs_increase(self) -> Settings:
+        medium, high, critical = self.risk_cutoffs
+        if not 0.0 < medium < high < critical < 1.0:
+            raise ValueError(f"risk_cutoffs must increase strictly inside (0, 1), got {self.risk_cutoffs}")
+        return self
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / self.db_file
