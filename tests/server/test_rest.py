@@ -6,6 +6,8 @@ import contextlib
 import json
 import socket
 import threading
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -132,3 +134,26 @@ def test_list_miners_over_rest_is_sorted_and_paged(stack: Stack) -> None:
     assert len(body["miners"]) == 2
     assert body["next_page_token"]
     assert body["total"] == SMALL_FLEET["demo_miners"]
+
+
+def test_backend_down_is_503_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from server.envoy import start_envoy
+    from tests.harness import start_server
+
+    server = start_server(tmp_path)
+    port = server.port
+    server.stop()  # nothing listens on the backend port any more
+    envoy = start_envoy(grpc_port=port, http_port=0, admin_port=0)
+    try:
+        request = f"http://127.0.0.1:{envoy.http_port}/api/advanced/status"
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                status, body = reply.status, reply.read()
+        except urllib.error.HTTPError as error:
+            status, body = error.code, error.read()
+    finally:
+        envoy.stop()
+    assert status == 503
+    payload = json.loads(body)
+    assert payload["code"] == 14
+    assert payload["details"][0]["reason"] == "BACKEND_UNAVAILABLE"
