@@ -122,11 +122,9 @@ class Scoring:
         self._fleet_norms: dict[str, tuple[float, dict[str, float]]] = {}
         self._batchers: dict[str, MicroBatcher] = {}
         self._score_lock = threading.Lock()
-        # (model version, miner_id) -> (the series it was prepared from, (window, window_end) or None)
-        self._windows: dict[tuple[str, str], tuple[MinerSeries, tuple[np.ndarray, datetime] | None]] = {}
-        # (model version, miner_id) -> (series, miner, its latest WindowBatch): the plain predict path
-        # prepares a miner's window once per cache refresh instead of once per request (~2 ms of numpy).
-        self._latest: dict[tuple[str, str], tuple[MinerSeries, Miner, WindowBatch]] = {}
+        # (model version, miner_id) -> (series, miner, its latest WindowBatch or why there is none):
+        # predictions and fleet scoring prepare a miner's window once per cache refresh, not per call.
+        self._latest: dict[tuple[str, str], tuple[MinerSeries, Miner, WindowBatch | InsufficientHistory]] = {}
 
     def _batcher(self, version: str, fn: BatchFn) -> MicroBatcher:
         """One batcher per served model version (a new version gets a fresh one)."""
@@ -426,38 +424,37 @@ class Scoring:
         return scores, skipped
 
     def _latest_batch(
-        self, predictor: FailureRiskPredictor, version: str, miner: Miner, series: MinerSeries
+        self, model: FailureRiskPredictor | AnomalyScorer, version: str, miner: Miner, series: MinerSeries
     ) -> WindowBatch:
-        """predictor.prepare_latest, memoised per (version, miner) while the series object (a new one on
-        every cache refresh) and the miner record are unchanged; InsufficientHistory is not memoised."""
+        """The model's latest prepared window for a miner, memoised per (version, miner) while the series
+        object (a new one on every cache refresh) and the miner record are unchanged. Too little history
+        is memoised too, and raised again on every hit."""
         key = (version, miner.miner_id)
         memo = self._latest.get(key)
-        if memo is not None and memo[0] is series and memo[1] == miner:
-            return memo[2]
-        batch = predictor.prepare_latest(series, miner)
-        self._latest[key] = (series, miner, batch)
-        return batch
+        if memo is None or memo[0] is not series or memo[1] != miner:
+            try:
+                prepared: WindowBatch | InsufficientHistory = (
+                    model.prepare_latest(series, miner)
+                    if isinstance(model, FailureRiskPredictor)
+                    else model.prepare(series, miner, latest_only=True)
+                )
+            except InsufficientHistory as exc:
+                prepared = exc
+            memo = (series, miner, prepared)
+            self._latest[key] = memo
+        if isinstance(memo[2], InsufficientHistory):
+            raise memo[2]
+        return memo[2]
 
     def _prepared(
         self, model: FailureRiskPredictor | AnomalyScorer, version: str, miner: Miner, series: MinerSeries
     ) -> tuple[np.ndarray, datetime] | None:
-        """The miner's latest normalised window for a model, memoised per (version, series object):
-        the cache hands out a new series object whenever it refreshes a miner."""
-        key = (version, miner.miner_id)
-        memo = self._windows.get(key)
-        if memo is not None and memo[0] is series:
-            return memo[1]
+        """The miner's latest normalised window and its end time, or None with too little history."""
         try:
-            batch = (
-                model.prepare_latest(series, miner)
-                if isinstance(model, FailureRiskPredictor)
-                else (model.prepare(series, miner, latest_only=True))
-            )
-            result: tuple[np.ndarray, datetime] | None = (batch.x[-1], _utc(batch.window_ends[-1]))
+            batch = self._latest_batch(model, version, miner, series)
         except InsufficientHistory:
-            result = None
-        self._windows[key] = (series, result)
-        return result
+            return None
+        return batch.x[-1], _utc(batch.window_ends[-1])
 
     async def _cached_miner(self, miner_id: str) -> Miner | None:
         """The miner's record from the feature cache (no database round trip), when the id is one the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 from mining.analytics.v1alpha1 import common_pb2
@@ -18,6 +19,11 @@ def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC))
     return stamp
+
+
+def optional(message: Any, field: str) -> Any:
+    """A proto3 `optional` (or message) field's value, or None when it is unset."""
+    return getattr(message, field) if message.HasField(field) else None
 
 
 def from_timestamp(message: object, field: str) -> datetime | None:

@@ -13,11 +13,7 @@ from server.domain.feedback import Feedback, FeedbackLog
 from server.domain.ingest import COLUMN_COUNTERS, COLUMN_METRICS, ColumnInput, Ingest, SampleInput
 from server.errors import InvalidArgument
 from server.records import BoardReading, FailureEvent, PlannedState
-from server.transport.convert import from_timestamp, to_timestamp
-
-
-def _opt(message: object, field: str) -> object | None:
-    return getattr(message, field) if message.HasField(field) else None  # type: ignore[attr-defined]
+from server.transport.convert import from_timestamp, optional, to_timestamp
 
 
 def sample_inputs(request: telemetry_pb2.WriteMetricsRequest) -> list[SampleInput]:
@@ -26,18 +22,18 @@ def sample_inputs(request: telemetry_pb2.WriteMetricsRequest) -> list[SampleInpu
         SampleInput(
             miner_id=s.miner_id,
             timestamp=from_timestamp(s, "timestamp"),
-            hashrate_ths=_opt(s, "hashrate_ths"),  # type: ignore[arg-type]
-            temperature_c=_opt(s, "temperature_c"),  # type: ignore[arg-type]
-            fan_speed_rpm=_opt(s, "fan_speed_rpm"),  # type: ignore[arg-type]
-            power_w=_opt(s, "power_w"),  # type: ignore[arg-type]
-            accepted_shares=_opt(s, "accepted_shares"),  # type: ignore[arg-type]
-            rejected_shares=_opt(s, "rejected_shares"),  # type: ignore[arg-type]
+            hashrate_ths=optional(s, "hashrate_ths"),
+            temperature_c=optional(s, "temperature_c"),
+            fan_speed_rpm=optional(s, "fan_speed_rpm"),
+            power_w=optional(s, "power_w"),
+            accepted_shares=optional(s, "accepted_shares"),
+            rejected_shares=optional(s, "rejected_shares"),
             boards=tuple(
                 BoardReading(
                     index=b.index,
-                    hashrate_ths=_opt(b, "hashrate_ths"),  # type: ignore[arg-type]
-                    temperature_c=_opt(b, "temperature_c"),  # type: ignore[arg-type]
-                    chip_temperature_c=_opt(b, "chip_temperature_c"),  # type: ignore[arg-type]
+                    hashrate_ths=optional(b, "hashrate_ths"),
+                    temperature_c=optional(b, "temperature_c"),
+                    chip_temperature_c=optional(b, "chip_temperature_c"),
                 )
                 for b in s.boards
             ),

@@ -12,11 +12,7 @@ from server.domain.jobs import JobRecord
 from server.domain.models_admin import ModelsAdmin
 from server.domain.training import TrainingJobs
 from server.models.registry import ModelVersionInfo
-from server.transport.convert import to_timestamp
-
-
-def _optional(message: object, field: str) -> object | None:
-    return getattr(message, field) if message.HasField(field) else None  # type: ignore[attr-defined]
+from server.transport.convert import optional, to_timestamp
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
@@ -29,10 +25,10 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     ) -> training_pb2.TrainJob:
         job = await self._jobs.start(
             request.model_kind,
-            epochs=_optional(request, "epochs"),  # type: ignore[arg-type]
-            batch_size=_optional(request, "batch_size"),  # type: ignore[arg-type]
-            validation_split=_optional(request, "validation_split"),  # type: ignore[arg-type]
-            seed=_optional(request, "seed"),  # type: ignore[arg-type]
+            epochs=optional(request, "epochs"),
+            batch_size=optional(request, "batch_size"),
+            validation_split=optional(request, "validation_split"),
+            seed=optional(request, "seed"),
             request_id=request.request_id,
         )
         return job_to_proto(job)
