@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from server.domain.active_models import ActiveModels, Loaded, ModelSummary
-from server.errors import InvalidArgument, NotFound
+from server.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.models import ModelKind
 from server.models.inference import AnomalyScorer, FailureRiskPredictor
 from server.models.registry import ModelRegistry, ModelVersionInfo
@@ -73,6 +73,17 @@ class ModelsAdmin:
                 reason="MODEL_VERSION_NOT_FOUND",
                 metadata={"version": version},
             )
+        serving_class = FailureRiskPredictor if model_kind == ModelKind.LSTM else AnomalyScorer
+        try:  # never point the registry at a version this server cannot serve
+            await asyncio.to_thread(serving_class.from_registry, self._registry, version)
+        except ValueError as exc:
+            raise FailedPrecondition(
+                f"version: {model_kind.name} model {version} cannot be served here ({exc}); "
+                "train a new one with POST /api/advanced/train/"
+                + ("lstm" if model_kind == ModelKind.LSTM else "autoencoder"),
+                reason="MODEL_INCOMPATIBLE",
+                metadata={"version": version},
+            ) from exc
         info = await asyncio.to_thread(self._registry.activate, model_kind, version)
         await asyncio.to_thread(self.reload)
         log.info("activated %s model %s", model_kind.name, version)

@@ -56,6 +56,9 @@ INPUT_SCHEMA: tuple[str, ...] = (
 CHANNEL_SOURCE: tuple[int, ...] = (*range(11), 0, 1, 1, 2, 3, 0, 0, 1, 3, 6, -1)
 N_FEATURES = len(FEATURE_COLUMNS)
 N_CHANNELS = len(INPUT_SCHEMA)
+FEATURES_VERSION = 2
+"""How the channels are computed; stored with each model, which only serves with the same version.
+2: per-miner baselines restart after an hour of idling and skip idle rows (1 had neither)."""
 CONTEXT_SAMPLES = 72  # the trailing "6 h" of the context channels, in rows (at 5-minute samples)
 CLIP = 10.0  # standardised values are clipped to +-CLIP so one broken sensor cannot blow up an LSTM
 _SHARE_FLOOR = 1.0  # shares: a median below one share per interval is treated as one
@@ -147,26 +150,69 @@ def _reference(nominal: float, column: np.ndarray) -> float:
     return median if median > 0 else 1.0
 
 
+IDLE_RESET_SAMPLES = 12
+"""A miner idle (not hashing or not reporting) for this many rows in a row (1 h at 5-minute samples)
+was repaired, curtailed or cut off: its baselines restart after it (see `build_channels`)."""
+
+
+def idle_resets(
+    hashrate: np.ndarray, observed: np.ndarray, nominal: float, rows: int = IDLE_RESET_SAMPLES
+) -> np.ndarray:
+    """(T,) -> sorted row indices where a new baseline segment starts: the first hashing row after
+    `rows` or more idle rows (hashrate under 10 % of nominal, or no sample). Always starts with 0."""
+    idle = ~np.asarray(observed, dtype=bool) | (np.asarray(hashrate) < 0.1 * nominal)
+    edges = np.flatnonzero(np.diff(np.r_[0, idle.astype(np.int8), 0]))  # run starts and ends
+    starts, stops = edges[::2], edges[1::2]  # idle rows [start, stop)
+    long_ends = stops[(stops - starts >= rows) & (stops < idle.shape[0])]
+    return np.r_[0, long_ends].astype(np.int64)
+
+
 def build_channels(series: MinerSeries, miner: Miner, share_reference_samples: int = 288) -> np.ndarray:
-    """One miner's rows as raw model channels: (T, 11) features -> (T, C), NaN where missing."""
+    """One miner's rows as raw model channels: (T, 11) features -> (T, C), NaN where missing.
+
+    The per-miner baselines (24 h medians, "yesterday", the 6 h context) look back only to the
+    start of the current segment: a segment starts after an hour or more of idling (a repair, a
+    curtailment, an outage). The state before a repair says nothing about the repaired miner, and
+    without the reset a fixed fan reads as "40 % slower than its median" for a day afterwards.
+    """
     values = np.asarray(series.values, dtype=np.float32)  # (T, 11) in FEATURE_COLUMNS order
+    observed = np.asarray(series.observed, dtype=bool)
+    nominal_hashrate = _reference(miner.nominal_hashrate_ths, values[:, 0])
+    nominal_power = _reference(miner.nominal_power_w, values[:, 3])
+    bounds = [*idle_resets(values[:, 0], observed, nominal_hashrate).tolist(), values.shape[0]]
+    parts = [
+        _segment_channels(
+            values[lo:hi], observed[lo:hi], nominal_hashrate, nominal_power, share_reference_samples
+        )
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        if hi > lo
+    ]
+    if not parts:
+        return np.zeros((0, N_CHANNELS), dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32)  # (T, C)
+
+
+def _segment_channels(
+    values: np.ndarray, observed: np.ndarray, nominal_hashrate: float, nominal_power: float, day: int
+) -> np.ndarray:
+    """Channels of one baseline segment (see `build_channels`): (T, 11) -> (T, C)."""
     col = {name: values[:, i] for i, name in enumerate(FEATURE_COLUMNS)}
-    nominal_hashrate = _reference(miner.nominal_hashrate_ths, col["hashrate"])
-    nominal_power = _reference(miner.nominal_power_w, col["power"])
     nominal_efficiency = nominal_hashrate / nominal_power  # TH/s per W
-    share_median = trailing_median(col["accepted_shares"], share_reference_samples)
+    # Baselines come from rows where the miner was hashing: the idle rows that end a segment
+    # (or a shorter stop inside one) must not become "yesterday" or the median.
+    idle = col["hashrate"] < 0.1 * nominal_hashrate  # NaN compares False: unknown counts as hashing
+    hashing = {name: np.where(idle, np.nan, col[name]) for name in col}
+    share_median = trailing_median(hashing["accepted_shares"], day)
     share_ref = np.maximum(np.nan_to_num(share_median, nan=_SHARE_FLOOR), _SHARE_FLOOR)
-    missing = np.isnan(values).mean(axis=1)
-    missing = np.where(np.asarray(series.observed, dtype=bool), missing, 1.0)
-    # Per-miner baselines and the 6 h context; `day` rows back is at most share_reference_samples.
-    day, context = share_reference_samples, min(CONTEXT_SAMPLES, share_reference_samples)
-    hashrate_vs_median = _ratio_to(col["hashrate"], trailing_median(col["hashrate"], day))
+    missing = np.where(observed, np.isnan(values).mean(axis=1), 1.0)
+    context = min(CONTEXT_SAMPLES, day)
+    hashrate_vs_median = _ratio_to(col["hashrate"], trailing_median(hashing["hashrate"], day))
     # 24 h earlier: the median of 3 rows (one missing reading does not blank it), the oldest row back.
-    yesterday = lagged(trailing_median(col["temperature"], 3), max(day - 2, 1))
+    yesterday = lagged(trailing_median(hashing["temperature"], 3), max(day - 2, 1))
     temperature_vs_yesterday = col["temperature"] - yesterday
-    power_vs_median = _ratio_to(col["power"], trailing_median(col["power"], day))
+    power_vs_median = _ratio_to(col["power"], trailing_median(hashing["power"], day))
     down = np.where(np.isfinite(hashrate_vs_median), (hashrate_vs_median < 0.1).astype(np.float32), np.nan)
-    channels = np.stack(
+    return np.stack(
         [
             col["hashrate"] / nominal_hashrate,
             col["temperature"],
@@ -180,9 +226,9 @@ def build_channels(series: MinerSeries, miner: Miner, share_reference_samples: i
             col["hashrate_stability"],
             col["power_efficiency_trend"] / nominal_efficiency,
             hashrate_vs_median,
-            col["temperature"] - trailing_median(col["temperature"], day),
+            col["temperature"] - trailing_median(hashing["temperature"], day),
             temperature_vs_yesterday,
-            _ratio_to(col["fan_speed"], trailing_median(col["fan_speed"], day)),
+            _ratio_to(col["fan_speed"], trailing_median(hashing["fan_speed"], day)),
             power_vs_median,
             trailing_min(hashrate_vs_median, context),
             trailing_mean(down, context),
@@ -193,7 +239,6 @@ def build_channels(series: MinerSeries, miner: Miner, share_reference_samples: i
         ],
         axis=1,
     )
-    return channels.astype(np.float32)  # (T, C)
 
 
 @dataclass(frozen=True)

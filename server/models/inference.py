@@ -19,7 +19,7 @@ from server.errors import InsufficientHistory
 from server.models import ModelKind
 from server.models.calibration import PlattCalibration, brier_score
 from server.models.explain import RiskFactor, likely_failure_mode, occlusion_factors
-from server.models.features import CHANNEL_SOURCE, INPUT_SCHEMA, NormStats, build_channels
+from server.models.features import CHANNEL_SOURCE, FEATURES_VERSION, INPUT_SCHEMA, NormStats, build_channels
 from server.models.registry import LoadedModel, ModelRegistry
 from server.models.windows import WindowConfig, WindowSet
 from server.records import FEATURE_COLUMNS, FailureMode, Miner, MinerSeries
@@ -87,6 +87,11 @@ class _Served:
         ckpt: dict[str, Any] = loaded.checkpoint
         if list(ckpt["input_schema"]) != list(INPUT_SCHEMA):
             raise ValueError(f"checkpoint input schema {ckpt['input_schema']} is not this server's")
+        if int(ckpt.get("features_version", 1)) != FEATURES_VERSION:
+            raise ValueError(
+                f"trained on features version {ckpt.get('features_version', 1)}, "
+                f"this server computes version {FEATURES_VERSION}"
+            )
         self.version = loaded.version
         self.module = loaded.module.eval()
         self.checkpoint = ckpt
@@ -179,7 +184,10 @@ class AnomalyScorer(_Served):
         self.threshold = float(self.checkpoint["threshold"])
         self.val_errors = np.asarray(self.checkpoint["val_errors"], dtype=np.float64)  # sorted
         scale = self.checkpoint.get("channel_error_scale") or [1.0] * len(INPUT_SCHEMA)
-        self.channel_scale = np.maximum(np.asarray(scale, dtype=np.float64), 1e-12)
+        scale = np.asarray(scale, dtype=np.float64)
+        # A channel that healthy windows barely exercise (a baseline that is mostly still missing)
+        # has a near-zero median error; a floor keeps any error on it from ranking first.
+        self.channel_scale = np.maximum(scale, max(0.1 * float(np.median(scale)), 1e-12))
 
     def channel_errors(self, x: np.ndarray) -> np.ndarray:
         """(N, T, C) -> (N, C) squared reconstruction error per channel, averaged over time."""

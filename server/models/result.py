@@ -10,7 +10,7 @@ from torch import nn
 
 from server.models import ModelKind
 from server.models.calibration import PlattCalibration
-from server.models.features import INPUT_SCHEMA, NormStats
+from server.models.features import FEATURES_VERSION, INPUT_SCHEMA, NormStats
 from server.models.windows import WindowConfig, WindowSet
 from server.records import FEATURE_COLUMNS
 
@@ -74,6 +74,7 @@ class TrainingResult:
             "kind": int(self.kind),
             "feature_columns": list(FEATURE_COLUMNS),
             "input_schema": list(INPUT_SCHEMA),
+            "features_version": FEATURES_VERSION,
             "sequence_length": self.window.sequence_length,
             "window": window,
             "train": dict(self.train_config),

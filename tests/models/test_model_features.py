@@ -13,6 +13,7 @@ from server.models.features import (
     INPUT_SCHEMA,
     build_channels,
     history_rows,
+    idle_resets,
     lagged,
     trailing_mean,
     trailing_min,
@@ -79,3 +80,43 @@ def test_occlusion_credits_derived_channels_to_their_feature() -> None:
     x[:, channel] = 3.0
     factors = occlusion_factors(risk, x, np.zeros((8, len(FEATURE_COLUMNS)), dtype=np.float32))
     assert factors[0].feature == "temperature" and factors[0].importance == pytest.approx(1.0)
+
+
+def test_baselines_restart_after_an_hour_idle_and_skip_idle_rows() -> None:
+    day = 288
+    series = flat_series("m1", 4 * day)
+    hot = slice(day, day + 200)
+    series.values[hot, 1] += 15.0  # a failing fan heats the miner for ~17 h ...
+    series.values[hot, 2] *= 0.5
+    down = slice(day + 200, day + 290)  # ... then it is down for 7.5 h (repair)
+    series.values[down, 0] = 0.0
+    series.values[down, 1] = 25.0  # cooled to ambient
+    channels = build_channels(series, MINER, share_reference_samples=day)
+    after = slice(day + 290, day + 290 + 60)  # the first 5 h after the repair: a healthy miner again
+
+    def column(name: str, rows: slice) -> np.ndarray:
+        return channels[rows, INPUT_SCHEMA.index(name)]
+
+    # Not compared with the hot, slow-fan day before the repair (that would read -15 C and x2 fan).
+    assert np.abs(column("temperature_vs_median", after)).max() < 2.5
+    assert np.abs(column("fan_vs_median", after) - 1.0).max() < 0.1
+    assert np.abs(column("hashrate_vs_median", after) - 1.0).max() < 0.1
+    assert np.isnan(column("temperature_vs_yesterday", after)).all()
+    assert column("hashrate_down_6h", after).max() == 0.0
+    # A day after the repair, "yesterday" is a hashing row again, not the cold downtime.
+    next_day = column("temperature_vs_yesterday", slice(day + 290 + day + 5, 4 * day))
+    assert np.isfinite(next_day).all() and np.abs(next_day).max() < 3.0
+    # Before the outage nothing changes: the hot period reads hot against its baseline.
+    assert column("temperature_vs_median", slice(day + 100, day + 101))[0] > 10.0
+
+
+def test_short_stops_do_not_restart_the_baselines() -> None:
+    day = 288
+    series = flat_series("m1", 2 * day)
+    series.values[day : day + 6, 0] = 0.0  # a 30-minute reboot: idle, but not long enough
+    series.values[day + 100 :, 1] += 5.0
+    assert idle_resets(series.values[:, 0], series.observed, 100.0).tolist() == [0]
+    channels = build_channels(series, MINER, share_reference_samples=day)
+    assert channels[day + 110, INPUT_SCHEMA.index("temperature_vs_median")] > 4.0
+    series.observed[day : day + 12] = False  # an hour without samples restarts them
+    assert idle_resets(series.values[:, 0], series.observed, 100.0).tolist() == [0, day + 12]

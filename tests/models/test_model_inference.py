@@ -10,7 +10,7 @@ from synthetic_fleet import T0, Fleet, flat_series
 
 from server.errors import InsufficientHistory
 from server.models.explain import RiskFactor, likely_failure_mode
-from server.models.features import INPUT_SCHEMA
+from server.models.features import FEATURES_VERSION, INPUT_SCHEMA
 from server.models.inference import AnomalyScorer, FailureRiskPredictor
 from server.models.registry import ModelRegistry
 from server.models.windows import WindowSet
@@ -126,3 +126,17 @@ def test_a_broken_sensor_scores_as_more_anomalous(fleet: Fleet, scorer: AnomalyS
     normal = scorer.score(batch.x)
     assert scorer.score(broken)[0] > normal[0]
     assert scorer.top_features(scorer.channel_errors(broken), k=1) == [["fan_speed"]]
+
+
+def test_a_model_trained_on_other_features_is_refused(trained: dict[str, object], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    registry = trained["registry"]
+    assert isinstance(registry, ModelRegistry)
+    checkpoint = dict(registry.load(FailureRiskPredictor.kind).checkpoint)
+    assert checkpoint["features_version"] == FEATURES_VERSION
+    del checkpoint["features_version"]  # as written before versions were recorded (version 1)
+    other = ModelRegistry(tmp_path)
+    version = other.save({k: v for k, v in checkpoint.items() if k not in ("version", "created_at")})
+    with pytest.raises(
+        ValueError, match=f"features version 1, this server computes version {FEATURES_VERSION}"
+    ):
+        FailureRiskPredictor.from_registry(other, version)

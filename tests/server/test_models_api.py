@@ -9,6 +9,8 @@ import grpc
 import pytest
 from mining.analytics.v1alpha1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
+from server.models import ModelKind
+from server.models.registry import ModelRegistry
 from server.records import FEATURE_COLUMNS
 from tests.conftest import wait_for_job
 from tests.harness import Stack, start_stack
@@ -120,6 +122,20 @@ def test_models_are_listed_and_activation_of_unknown_version_is_not_found(traine
     reply = trained_stack.rest("POST", "/api/advanced/models/lstm/lstm-nope/activate", {})
     assert reply.status == 404
     assert reply.json()["details"][0]["reason"] == "MODEL_VERSION_NOT_FOUND"
+
+
+def test_activating_a_version_this_server_cannot_serve_is_refused(trained_stack: Stack) -> None:
+    registry = ModelRegistry(trained_stack.server.app.settings.models_dir)
+    active = registry.active_version(ModelKind.LSTM)
+    checkpoint = dict(registry.load(ModelKind.LSTM).checkpoint)
+    checkpoint["features_version"] = 1  # trained before the baselines restarted after idling
+    old = registry.save({k: v for k, v in checkpoint.items() if k not in ("version", "created_at")})
+    reply = trained_stack.rest("POST", f"/api/advanced/models/lstm/{old}/activate", {})
+    assert reply.status == 400, reply.body
+    assert reply.json()["details"][0]["reason"] == "MODEL_INCOMPATIBLE"
+    assert "features version 1" in reply.json()["message"]
+    assert registry.active_version(ModelKind.LSTM) == active
+    assert trained_stack.rest("GET", "/api/advanced/predict/failure-risk/192.168.1.100").status == 200
 
 
 def test_predict_of_a_miner_with_too_little_history_is_failed_precondition(trained_stack: Stack) -> None:
