@@ -517,7 +517,9 @@ def normalised(windows: WindowSet, norm: Any, batch: int = 8192) -> Callable[[],
 
 @dataclass
 class SeedResult:
-    failure: dict[str, list[FailureUnit]] = field(default_factory=dict)  # model -> units
+    failure: dict[float, dict[str, list[FailureUnit]]] = field(
+        default_factory=dict
+    )  # horizon -> model -> units
     anomaly: dict[str, list[AnomalyUnit]] = field(default_factory=dict)
     alarm_rules: dict[str, tuple[float, int, float]] = field(
         default_factory=dict
@@ -532,16 +534,22 @@ def _split_units(windows: WindowSet) -> dict[str, np.ndarray]:
 
 
 def run_seed(
-    seed: int, n_miners: int, days: float, lstm_epochs: int, ae_epochs: int, log: Callable[[str], None]
+    seed: int,
+    n_miners: int,
+    days: float,
+    lstm_epochs: int,
+    ae_epochs: int,
+    log: Callable[[str], None],
+    horizons: Sequence[float] = (24.0,),
 ) -> SeedResult:
     import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from server.models.inference import AnomalyScorer, FailureRiskPredictor
+    from server.models.inference import AnomalyScorer
     from server.models.registry import ModelRegistry
-    from server.models.train import AUTOENCODER_DEFAULTS, TrainConfig, train_autoencoder, train_failure_model
+    from server.models.train import AUTOENCODER_DEFAULTS, train_autoencoder
 
     started = time.perf_counter()
     fleet, series = load_fleet_series(n_miners, days, seed)
@@ -556,49 +564,27 @@ def run_seed(
     anomaly_window = replace(scan, horizon_hours=0.0, gap_hours=0.0)  # every window, no labels needed
     train_series = {m: truncate(series[m], cutoff) for m in train_ids}
     test_series = {m: series[m] for m in test_ids}
-    train = build_windows(train_series, miners, fleet.failures, fleet.planned_states, window)
-    test = after(build_windows(test_series, miners, fleet.failures, fleet.planned_states, scan), cutoff)
+    train = build_windows(train_series, miners, fleet.failures, fleet.planned_states, window)  # AE: healthy
     test_any = after(build_windows(test_series, miners, [], [], anomaly_window), cutoff)
-    log(
-        f"seed {seed}: {len(train)} training windows ({int(train.labels.sum())} positive), "
-        f"{len(test)} test windows ({int(test.labels.sum())} positive), "
-        f"data {time.perf_counter() - started:.0f}s"
-    )
+    log(f"seed {seed}: data {time.perf_counter() - started:.0f}s")
     result = SeedResult()
-    out = result.failure
     with tempfile.TemporaryDirectory() as tmp:
         registry = ModelRegistry(Path(tmp))
-        # ---- failure models
-        t0 = time.perf_counter()
-        lstm_cfg = TrainConfig(epochs=lstm_epochs, seed=seed, threads=1)
-        trained = train_failure_model(train, lstm_cfg)
-        predictor = FailureRiskPredictor.from_registry(registry, registry.save(trained.to_artifact()))
-        result.notes["lstm"] = {**trained.metrics, "seconds": time.perf_counter() - t0}
-        log(
-            f"seed {seed}: LSTM val ROC-AUC {trained.metrics['val_roc_auc']:.3f}, "
-            f"{trained.metrics['epochs_run']:.0f} epochs, {time.perf_counter() - t0:.0f}s"
-        )
-        lstm_risk = np.concatenate([predictor.predict(x) for x in normalised(test, predictor.norm)()])
-
-        fit_part, val_part = split_by_miner(train, lstm_cfg.validation_split, lstm_cfg.seed)
-        x_fit = summary_features(predictor.norm.apply(fit_part.gather(np.arange(len(fit_part)))))
-        logistic = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        logistic.fit(x_fit, fit_part.labels > 0)
-        lr_risk = np.concatenate(
-            [logistic.predict_proba(summary_features(x))[:, 1] for x in normalised(test, predictor.norm)()]
-        )
-
-        rule = ThresholdRule.fit(rule_inputs(train, train_series), train.labels)
-        train_margin = rule.margin(rule_inputs(train, train_series))
-        fires = train_margin > 1
-        rate_on = float(train.labels[fires].mean()) if fires.any() else 0.0
-        rate_off = float(train.labels[~fires].mean())
-        test_margin = rule.margin(rule_inputs(test, test_series))
-        rule_risk = np.where(test_margin > 1, rate_on, rate_off)  # calibrated on training windows
-        result.notes["rule"] = {"rule": rule, "p_fire": rate_on, "p_quiet": rate_off}
-
-        result.notes["oracle"] = (precursor_progress(fleet, test), test.labels)
-        for hours in (6.0, 12.0):  # the same reference at shorter horizons (no model trained)
+        for hours in horizons:
+            result.failure[hours] = _failure_models(
+                seed,
+                replace(window, horizon_hours=hours),
+                fleet,
+                miners,
+                train_series,
+                test_series,
+                cutoff,
+                lstm_epochs,
+                registry,
+                result.notes.setdefault(f"{hours:g}h", {}),
+                log,
+            )
+        for hours in (6.0, 12.0, 24.0):  # the ground-truth reference at other horizons (no model)
             other = after(
                 build_windows(
                     test_series,
@@ -610,41 +596,6 @@ def run_seed(
                 cutoff,
             )
             result.notes[f"oracle_{hours:g}h"] = (precursor_progress(fleet, other), other.labels)
-        units = _split_units(test)
-        labelled = {int(m) for m in window.label_modes}
-        gap = window.gap_hours * 3600
-        lead = (gap, gap + window.horizon_hours * 3600)
-        for name, risk, score, high in (
-            ("LSTM", lstm_risk, lstm_risk, lstm_risk >= HIGH),
-            ("Logistic regression", lr_risk, lr_risk, lr_risk >= HIGH),
-            ("Threshold rule", rule_risk, test_margin, test_margin > 1),
-        ):
-            out[name] = []
-            for miner_id, idx in units.items():
-                ends = test.window_ends[idx].astype(np.int64)
-                occurred = [
-                    _seconds(f.occurred_at)
-                    for f in fleet.failures
-                    if f.miner_id == miner_id and int(f.mode) in labelled
-                ]
-                with_positive = [
-                    o
-                    for o in occurred
-                    if ((o - ends > lead[0]) & (o - ends <= lead[1]) & (test.labels[idx] > 0)).any()
-                ]
-                out[name].append(
-                    FailureUnit(
-                        seed,
-                        risk[idx],
-                        score[idx],
-                        high[idx],
-                        test.labels[idx],
-                        ends,
-                        test.starts[idx],
-                        with_positive,
-                        lead,
-                    )
-                )
 
         # ---- anomaly detectors
         t0 = time.perf_counter()
@@ -713,6 +664,102 @@ def run_seed(
     return result
 
 
+def _failure_models(
+    seed: int,
+    window: WindowConfig,
+    fleet: Any,
+    miners: dict[str, Miner],
+    train_series: dict[str, MinerSeries],
+    test_series: dict[str, MinerSeries],
+    cutoff: datetime,
+    lstm_epochs: int,
+    registry: Any,
+    notes: dict[str, Any],
+    log: Callable[[str], None],
+) -> dict[str, list[FailureUnit]]:
+    """Train the LSTM and the two baselines at one horizon; score every test window."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from server.models.inference import FailureRiskPredictor
+    from server.models.train import TrainConfig, train_failure_model
+
+    train = build_windows(train_series, miners, fleet.failures, fleet.planned_states, window)
+    test = after(
+        build_windows(test_series, miners, fleet.failures, fleet.planned_states, replace(window, stride=1)),
+        cutoff,
+    )
+    t0 = time.perf_counter()
+    lstm_cfg = TrainConfig(epochs=lstm_epochs, seed=seed, threads=1)
+    trained = train_failure_model(train, lstm_cfg)
+    predictor = FailureRiskPredictor.from_registry(registry, registry.save(trained.to_artifact()))
+    notes["lstm"] = {**trained.metrics, "seconds": time.perf_counter() - t0}
+    log(
+        f"seed {seed}, {window.horizon_hours:g} h: {len(train)} training windows "
+        f"({int(train.labels.sum())} positive), {len(test)} test windows ({int(test.labels.sum())} "
+        f"positive); LSTM val ROC-AUC {trained.metrics['val_roc_auc']:.3f}, "
+        f"{trained.metrics['epochs_run']:.0f} epochs, {time.perf_counter() - t0:.0f}s"
+    )
+    lstm_risk = np.concatenate([predictor.predict(x) for x in normalised(test, predictor.norm)()])
+
+    fit_part, _ = split_by_miner(train, lstm_cfg.validation_split, lstm_cfg.seed)
+    x_fit = summary_features(predictor.norm.apply(fit_part.gather(np.arange(len(fit_part)))))
+    logistic = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    logistic.fit(x_fit, fit_part.labels > 0)
+    lr_risk = np.concatenate(
+        [logistic.predict_proba(summary_features(x))[:, 1] for x in normalised(test, predictor.norm)()]
+    )
+
+    rule = ThresholdRule.fit(rule_inputs(train, train_series), train.labels)
+    train_margin = rule.margin(rule_inputs(train, train_series))
+    fires = train_margin > 1
+    rate_on = float(train.labels[fires].mean()) if fires.any() else 0.0
+    rate_off = float(train.labels[~fires].mean())
+    test_margin = rule.margin(rule_inputs(test, test_series))
+    rule_risk = np.where(test_margin > 1, rate_on, rate_off)  # calibrated on training windows
+    notes["rule"] = {"rule": rule, "p_fire": rate_on, "p_quiet": rate_off}
+    notes["oracle"] = (precursor_progress(fleet, test), test.labels)
+
+    out: dict[str, list[FailureUnit]] = {}
+    units = _split_units(test)
+    labelled = {int(m) for m in window.label_modes}
+    gap = window.gap_hours * 3600
+    lead = (gap, gap + window.horizon_hours * 3600)
+    for name, risk, score, high in (
+        ("LSTM", lstm_risk, lstm_risk, lstm_risk >= HIGH),
+        ("Logistic regression", lr_risk, lr_risk, lr_risk >= HIGH),
+        ("Threshold rule", rule_risk, test_margin, test_margin > 1),
+    ):
+        out[name] = []
+        for miner_id, idx in units.items():
+            ends = test.window_ends[idx].astype(np.int64)
+            occurred = [
+                _seconds(f.occurred_at)
+                for f in fleet.failures
+                if f.miner_id == miner_id and int(f.mode) in labelled
+            ]
+            with_positive = [
+                o
+                for o in occurred
+                if ((o - ends > lead[0]) & (o - ends <= lead[1]) & (test.labels[idx] > 0)).any()
+            ]
+            out[name].append(
+                FailureUnit(
+                    seed,
+                    risk[idx],
+                    score[idx],
+                    high[idx],
+                    test.labels[idx],
+                    ends,
+                    test.starts[idx],
+                    with_positive,
+                    lead,
+                )
+            )
+    return out
+
+
 def _anomaly_units(
     seed: int,
     ws: WindowSet,
@@ -765,8 +812,65 @@ def _pooled_auc(results: list[SeedResult], key: str) -> float:
     )
 
 
+def _failure_section(results: list[SeedResult], seeds: list[int], hours: float) -> list[str]:
+    """The failure-prediction table, reference and reliability table of one horizon."""
+    key = f"{hours:g}h"
+    names = list(results[0].failure[hours])
+    values, cis = {}, {}
+    for name in names:
+        by_seed = {s: r.failure[hours][name] for s, r in zip(seeds, results, strict=True)}
+        values[name] = failure_metrics([u for units in by_seed.values() for u in units])
+        cis[name] = bootstrap(by_seed, failure_metrics)
+    lines = [
+        f"## Failure prediction (P(hardware failure within {hours:g} h), every 5-min test window)",
+        "",
+        "| Metric | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    for metric, label, digits in FAILURE_ROWS:
+        lines.append(
+            f"| {label} | "
+            + " | ".join(_fmt(values[n][metric], cis[n].get(metric), digits) for n in names)
+            + " |"
+        )
+    first = values[names[0]]
+    oracle = [r.notes[key]["oracle"] for r in results]
+    lines += [
+        "",
+        f"Test set: {first['windows']} windows, {first['positives']} positive, "
+        f"{first['failures']} failures with a positive window (lead times).",
+        "Per-seed ROC-AUC: "
+        + "; ".join(
+            f"{name} "
+            + ", ".join(f"{failure_metrics(r.failure[hours][name])['roc_auc']:.3f}" for r in results)
+            for name in names
+        ),
+        "",
+        "Reference: ROC-AUC of the simulator's ground-truth precursor progress on the same test windows "
+        "(a positive window before its failure's precursor starts looks like a healthy one, so no model "
+        "of the telemetry can rank it; the reference is not a strict bound, since a model may also tell "
+        "precursor kinds apart): "
+        + _fmt(roc_auc(np.concatenate([o[0] for o in oracle]), np.concatenate([o[1] for o in oracle])), None)
+        + "; share of positive test windows with a visible precursor: "
+        + _fmt(float(np.mean(np.concatenate([o[0][o[1] > 0] for o in oracle]) > 0)), None, 2)
+        + ".",
+        "",
+        f"### Reliability of the LSTM at {hours:g} h (10 bins, pooled test windows)",
+        "",
+        "| Bin | Windows | Mean predicted | Observed rate |",
+        "|---|---|---|---|",
+    ]
+    for row in first["reliability"]:
+        lines.append(
+            f"| {row.lo:.1f}-{row.hi:.1f} | {row.count} | "
+            f"{_fmt(row.mean_predicted, None, 3)} | {_fmt(row.observed_rate, None, 3)} |"
+        )
+    return [*lines, ""]
+
+
 def report(results: list[SeedResult], args: argparse.Namespace, seconds: float, command: str) -> str:
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    horizons = list(results[0].failure)
     lines = [
         "# Model quality report (issue 3)",
         "",
@@ -777,66 +881,23 @@ def report(results: list[SeedResult], args: argparse.Namespace, seconds: float, 
         f"- Fleet: {args.miners} miners x {args.days} days per seed, seeds {seeds}, "
         "simulator settings frozen; "
         f"end {END.isoformat()}",
-        f"- Training: LSTM up to {args.lstm_epochs} epochs, autoencoder up to {args.ae_epochs} epochs "
-        "(each epoch a sample of 8,192 windows; early stopping on validation)",
+        f"- Training: LSTM up to {args.lstm_epochs} epochs per horizon "
+        f"({', '.join(f'{h:g} h' for h in horizons)}), "
+        f"autoencoder up to {args.ae_epochs} epochs (each epoch a sample of 8,192 windows; early stopping on "
+        "validation); server defaults otherwise",
         f"- Split: {TRAIN_MINER_FRACTION:.0%} of miners train on the first {TRAIN_TIME_FRACTION:.0%} of the "
         "time; test = the other miners in the remaining time. Validation (early stopping, calibration, "
         "thresholds) = held-out training miners in the training period. Never tuned on test.",
         f"- 95 % intervals: bootstrap over test miners ({BOOTSTRAP} resamples, within each seed).",
-        "",
-        "## Failure prediction (P(hardware failure within 24 h), every 5-min test window)",
+        "- Ground-truth reference (see below) by horizon: "
+        + ", ".join(f"{h:g} h {_pooled_auc(results, f'oracle_{h:g}h'):.3f}" for h in (6.0, 12.0, 24.0)),
         "",
     ]
-    names = list(results[0].failure)
-    values, cis = {}, {}
-    for name in names:
-        by_seed = {s: r.failure[name] for s, r in zip(seeds, results, strict=True)}
-        pooled = [u for units in by_seed.values() for u in units]
-        values[name] = failure_metrics(pooled)
-        cis[name] = bootstrap(by_seed, failure_metrics)
-    lines += ["| Metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for key, label, digits in FAILURE_ROWS:
-        lines.append(
-            f"| {label} | " + " | ".join(_fmt(values[n][key], cis[n].get(key), digits) for n in names) + " |"
-        )
-    first = values[names[0]]
-    lines += [
-        "",
-        f"Test set: {first['windows']} windows, {first['positives']} positive, "
-        f"{first['failures']} failures with a positive window (lead times).",
-        "Per-seed LSTM ROC-AUC: "
-        + ", ".join(f"{failure_metrics(r.failure[names[0]])['roc_auc']:.3f}" for r in results),
-        "",
-        "Reference: ROC-AUC of the simulator's ground-truth precursor progress on the same test windows "
-        "(a positive window before its failure's precursor starts looks like a healthy one, so no model "
-        "of the telemetry can rank it; the reference is not a strict bound, since a model may also tell "
-        "precursor kinds apart): "
-        + _fmt(_pooled_auc(results, "oracle"), None)
-        + "; share of positive test windows with a visible precursor: "
-        + _fmt(
-            float(
-                np.mean(np.concatenate([r.notes["oracle"][0][r.notes["oracle"][1] > 0] for r in results]) > 0)
-            ),
-            None,
-            2,
-        )
-        + ". The same reference at a 12 h horizon: "
-        + _fmt(_pooled_auc(results, "oracle_12h"), None)
-        + "; at 6 h: "
-        + _fmt(_pooled_auc(results, "oracle_6h"), None)
-        + ".",
-        "",
-        "### Reliability of the LSTM (10 bins, pooled test windows)",
-        "",
-        "| Bin | Windows | Mean predicted | Observed rate |",
-        "|---|---|---|---|",
-    ]
-    for row in first["reliability"]:
-        lines.append(
-            f"| {row.lo:.1f}-{row.hi:.1f} | {row.count} | "
-            f"{_fmt(row.mean_predicted, None, 3)} | {_fmt(row.observed_rate, None, 3)} |"
-        )
-    lines += ["", "## Anomaly detection (simulator episodes, event level)", ""]
+    for hours in horizons:
+        lines += _failure_section(results, seeds, hours)
+    values: dict[str, Any] = {}
+    cis: dict[str, Any] = {}
+    lines += ["## Anomaly detection (simulator episodes, event level)", ""]
     names = list(results[0].anomaly)
     for name in names:
         rules = {s: r.alarm_rules[name][:2] for s, r in zip(seeds, results, strict=True)}
@@ -873,14 +934,21 @@ def report(results: list[SeedResult], args: argparse.Namespace, seconds: float, 
         )
     lines += ["", "Baseline settings (from training data):", ""]
     for s, r in zip(seeds, results, strict=True):
-        rule = r.notes["rule"]["rule"]
+        parts = []
+        for hours in horizons:
+            notes = r.notes[f"{hours:g}h"]
+            rule, lstm = notes["rule"]["rule"], notes["lstm"]
+            parts.append(
+                f"{hours:g} h: rule temperature > {rule.max_temp:.1f} C or hashrate < "
+                f"{rule.min_hashrate:.2f} x nominal or fan < {rule.min_fan:.2f} x 24 h median, "
+                "LSTM stopped after "
+                f"{lstm['epochs_run']:.0f} epochs (best {lstm['best_epoch']:.0f}), val ROC-AUC "
+                f"{lstm['val_roc_auc']:.3f}"
+            )
         lines.append(
-            f"- seed {s}: failure rule temperature > {rule.max_temp:.1f} C or hashrate < "
-            f"{rule.min_hashrate:.2f} x nominal or fan < {rule.min_fan:.2f} x 24 h median; "
-            f"LSTM stopped after {r.notes['lstm']['epochs_run']:.0f} epochs "
-            f"(best {r.notes['lstm']['best_epoch']:.0f}), "
-            f"val ROC-AUC {r.notes['lstm']['val_roc_auc']:.3f}; "
-            f"autoencoder {r.notes['autoencoder']['epochs_run']:.0f} epochs"
+            f"- seed {s}: "
+            + "; ".join(parts)
+            + f"; autoencoder {r.notes['autoencoder']['epochs_run']:.0f} epochs"
         )
     return "\n".join(lines) + "\n"
 
@@ -896,7 +964,7 @@ def _run_seed(seed: int, args: argparse.Namespace) -> SeedResult:
     import torch
 
     torch.set_num_threads(1)
-    return run_seed(seed, args.miners, args.days, args.lstm_epochs, args.ae_epochs, _log)
+    return run_seed(seed, args.miners, args.days, args.lstm_epochs, args.ae_epochs, _log, args.horizons)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -906,6 +974,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--miners", type=int, default=200, help="miners per simulated fleet")
     parser.add_argument("--days", type=float, default=30.0, help="days of telemetry per fleet")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run from here (fresh seeds: fresh fleets)"
+    )
+    parser.add_argument(
+        "--horizons",
+        type=float,
+        nargs="+",
+        default=[24.0],
+        help="failure horizons in hours; an LSTM and both baselines are trained for each",
+    )
     parser.add_argument("--lstm-epochs", type=int, default=50)
     parser.add_argument("--ae-epochs", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=1, help="seeds run in parallel, one core each")
@@ -918,7 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    seeds = range(args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     if args.results is not None and args.results.exists():
         with args.results.open("rb") as handle:
             results = pickle.load(handle)  # noqa: S301 - our own file, written below
