@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     """DuckDB file name inside data_dir."""
     seed_demo_fleet: bool = True
     """Seed the store with the simulated demo fleet when it holds no miners."""
-    demo_miners: int = Field(60, ge=1, le=100_000)
+    demo_miners: int = Field(200, ge=1, le=100_000)
     """Miners in the demo fleet."""
     demo_days: float = Field(30.0, gt=0, le=3650)
     """Days of history in the demo fleet."""

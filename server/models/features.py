@@ -10,9 +10,10 @@ rows (24 h + 6 h at 5-minute samples): serving must load that much history befor
 Why the per-miner channels: a miner's temperature, fan speed and power differ from its siblings'
 by more than a precursor's early signal (thermal offsets of +-2 C per unit, the ambient's daily
 cycle of +-6 C), so "2 C hotter than this miner was 24 h ago" separates precursors from healthy
-miners where "65 C" cannot. On the demo fleet (3 seeds, training-period validation miners) they
-raised the LSTM's mean validation ROC-AUC from 0.66 to 0.68; bench/results/quality.md has the test
-numbers and the ceiling that the 24 h horizon puts on any model of the telemetry.
+miners where "65 C" cannot. On 60-miner demo fleets (3 seeds, training-period validation miners)
+they raised the LSTM's mean validation ROC-AUC from 0.66 to 0.68. The baselines skip idle rows and
+restart after an hour of idling (FEATURES_VERSION 2, see `build_channels`). bench/results/quality.md
+has the test numbers and the ground-truth reference each horizon puts on any model of the telemetry.
 
 `NormStats` standardises channels with training-split statistics and turns missing values into 0
 (the training mean). Pure numpy.

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from bench.quality import (
+    AnomalyUnit,
     EventCounts,
     ThresholdRule,
+    detection_by_kind,
     event_counts,
     expected_calibration_error,
     pr_auc,
@@ -98,3 +100,13 @@ def test_threshold_rule_fires_past_any_threshold_and_fits_the_labels() -> None:
     hot = np.r_[np.full(20, 90.0), np.full(80, 65.0)]
     fitted = ThresholdRule.fit(np.stack([hot, np.ones(100), np.ones(100)], 1), (hot > 80).astype(float))
     assert 65.0 <= fitted.max_temp < 90.0 and fitted.min_hashrate < 1.0 and fitted.min_fan < 1.0
+
+
+def test_detection_by_kind_counts_each_episode_once_under_each_seeds_rule() -> None:
+    starts = np.arange(20) * 10
+    score = np.zeros(20)
+    score[5:7] = 2.0  # alarms over windows 5-6 only
+    unit = AnomalyUnit(7, starts, starts + 15, np.arange(20), score, [(50, 95), (150, 165), (900, 950)], [])
+    kinds = {7: {(50, 95): "fan", (150, 165): "pool"}}
+    assert detection_by_kind([unit], {7: (1.0, 1)}, kinds) == {"fan": (1, 1), "pool": (0, 1)}
+    assert detection_by_kind([unit], {7: (1.0, 3)}, kinds) == {"fan": (0, 1), "pool": (0, 1)}  # k=3: no alarm
