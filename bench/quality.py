@@ -47,6 +47,7 @@ TRAIN_MINER_FRACTION = 0.7
 TRAIN_TIME_FRACTION = 0.7
 HIGH = 0.5  # the server's HIGH risk cut-off
 TOP_K = 5
+REFERENCE_HORIZONS = (6.0, 12.0, 24.0)  # the ground-truth reference is reported at these horizons
 BOOTSTRAP = 200
 Span = tuple[int, int]  # [lo, hi] in epoch seconds
 
@@ -408,10 +409,9 @@ def anomaly_spans(fleet: Any) -> tuple[dict[str, list[Span]], dict[str, list[Spa
     episodes: dict[str, list[Span]] = {}
     ignore: dict[str, list[Span]] = {}
     for ep in fleet.episodes:
-        hi = ep.failure_at if ep.failure_at is not None else ep.end
         if ep.failure_at is not None and ep.failure_at <= ep.start:
             continue  # no precursor: nothing to detect before the failure
-        episodes.setdefault(ep.miner_id, []).append((_seconds(ep.start), _seconds(min(hi, ep.end))))
+        episodes.setdefault(ep.miner_id, []).append(_episode_span(ep))
     for event in fleet.failures:
         end = event.repaired_at or fleet.end
         ignore.setdefault(event.miner_id, []).append(
@@ -422,16 +422,19 @@ def anomaly_spans(fleet: Any) -> tuple[dict[str, list[Span]], dict[str, list[Spa
     return episodes, ignore
 
 
+def _episode_span(ep: Any) -> Span:
+    """[start, failure] of a failure's precursor; [start, end] of a near miss or pool incident."""
+    hi = ep.failure_at if ep.failure_at is not None else ep.end
+    return (_seconds(ep.start), _seconds(min(hi, ep.end)))
+
+
 def episode_kinds(fleet: Any) -> dict[Span, str]:
     """Each anomaly episode span (see anomaly_spans) -> its kind: a failure mode's precursor, a near
     miss, or a pool incident (fleet-wide ones share a span on many miners)."""
     kinds: dict[Span, str] = {}
     for ep in fleet.episodes:
-        hi = ep.failure_at if ep.failure_at is not None else ep.end
         near_miss = ep.failure_at is None and ep.kind != "pool"
-        kinds[(_seconds(ep.start), _seconds(min(hi, ep.end)))] = ep.kind + (
-            " (near miss)" if near_miss else ""
-        )
+        kinds[_episode_span(ep)] = ep.kind + (" (near miss)" if near_miss else "")
     return kinds
 
 
@@ -442,16 +445,13 @@ def detection_by_kind(
     found: dict[str, list[int]] = {}
     for u in units:
         threshold, k = rules[u.seed]
-        alarms = [
-            (int(u.starts[i]), int(u.ends[j]))
-            for i, j in runs(u.rows, smooth_alarms(u.rows, u.score > threshold, k))
-        ]
-        for a, b in u.episodes:
-            if not ((u.starts <= b) & (u.ends >= a)).any():
-                continue  # not in this miner's scored windows
-            counts = found.setdefault(kinds[u.seed].get((a, b), "other"), [0, 0])
-            counts[0] += int(any(lo <= b and a <= hi for lo, hi in alarms))
-            counts[1] += 1
+        flags = smooth_alarms(u.rows, u.score > threshold, k)
+        for span in u.episodes:
+            one = event_counts(u.starts, u.ends, u.rows, flags, [span], [])
+            if one.episodes:  # 0 when the episode lies outside this miner's scored windows
+                counts = found.setdefault(kinds[u.seed].get(span, "other"), [0, 0])
+                counts[0] += one.detected
+                counts[1] += 1
     return {kind: (c[0], c[1]) for kind, c in sorted(found.items())}
 
 
@@ -618,7 +618,9 @@ def run_seed(
                 result.notes.setdefault(f"{hours:g}h", {}),
                 log,
             )
-        for hours in (6.0, 12.0, 24.0):  # the ground-truth reference at other horizons (no model)
+        for hours in REFERENCE_HORIZONS:  # the ground-truth reference where no model was trained
+            if hours in horizons:
+                continue  # _failure_models stored it with the test windows it scored
             other = after(
                 build_windows(
                     test_series,
@@ -629,7 +631,10 @@ def run_seed(
                 ),
                 cutoff,
             )
-            result.notes[f"oracle_{hours:g}h"] = (precursor_progress(fleet, other), other.labels)
+            result.notes.setdefault(f"{hours:g}h", {})["oracle"] = (
+                precursor_progress(fleet, other),
+                other.labels,
+            )
 
         # ---- anomaly detectors
         t0 = time.perf_counter()
@@ -841,10 +846,10 @@ ANOMALY_ROWS = (
 )
 
 
-def _pooled_auc(results: list[SeedResult], key: str) -> float:
-    return roc_auc(
-        np.concatenate([r.notes[key][0] for r in results]), np.concatenate([r.notes[key][1] for r in results])
-    )
+def _pooled_auc(results: list[SeedResult], hours: float) -> float:
+    """ROC-AUC of the ground-truth reference at one horizon, test windows of every seed pooled."""
+    oracle = [r.notes[f"{hours:g}h"]["oracle"] for r in results]
+    return roc_auc(np.concatenate([o[0] for o in oracle]), np.concatenate([o[1] for o in oracle]))
 
 
 def _failure_section(results: list[SeedResult], seeds: list[int], hours: float) -> list[str]:
@@ -885,7 +890,7 @@ def _failure_section(results: list[SeedResult], seeds: list[int], hours: float) 
         "(a positive window before its failure's precursor starts looks like a healthy one, so no model "
         "of the telemetry can rank it; the reference is not a strict bound, since a model may also tell "
         "precursor kinds apart): "
-        + _fmt(roc_auc(np.concatenate([o[0] for o in oracle]), np.concatenate([o[1] for o in oracle])), None)
+        + _fmt(_pooled_auc(results, hours), None)
         + "; share of positive test windows with a visible precursor: "
         + _fmt(float(np.mean(np.concatenate([o[0][o[1] > 0] for o in oracle]) > 0)), None, 2)
         + ".",
@@ -925,7 +930,7 @@ def report(results: list[SeedResult], args: argparse.Namespace, seconds: float, 
         "thresholds) = held-out training miners in the training period. Never tuned on test.",
         f"- 95 % intervals: bootstrap over test miners ({BOOTSTRAP} resamples, within each seed).",
         "- Ground-truth reference (see below) by horizon: "
-        + ", ".join(f"{h:g} h {_pooled_auc(results, f'oracle_{h:g}h'):.3f}" for h in (6.0, 12.0, 24.0)),
+        + ", ".join(f"{h:g} h {_pooled_auc(results, h):.3f}" for h in REFERENCE_HORIZONS),
         "",
     ]
     for hours in horizons:
@@ -963,14 +968,11 @@ def report(results: list[SeedResult], args: argparse.Namespace, seconds: float, 
         + " | ".join(f"{values[n]['episodes']} / {values[n]['alarm_events']}" for n in shown)
         + " |"
     )
-    kinds = {
-        s: r.notes["episode_kinds"] for s, r in zip(seeds, results, strict=True) if "episode_kinds" in r.notes
-    }
-    if len(kinds) == len(seeds):
-        lines += ["", "Episodes detected, by kind (detected / episodes):", ""]
-        for name, source, rules in columns:
-            found = detection_by_kind([u for r in results for u in r.anomaly[source]], rules, kinds)
-            lines.append(f"- {name}: " + ", ".join(f"{k} {d}/{n}" for k, (d, n) in found.items()))
+    kinds = {s: r.notes["episode_kinds"] for s, r in zip(seeds, results, strict=True)}
+    lines += ["", "Episodes detected, by kind (detected / episodes):", ""]
+    for name, source, rules in columns:
+        found = detection_by_kind([u for r in results for u in r.anomaly[source]], rules, kinds)
+        lines.append(f"- {name}: " + ", ".join(f"{k} {d}/{n}" for k, (d, n) in found.items()))
     lines += [
         "",
         "The served autoencoder alarms on any window above its stored threshold (the 99th percentile of "
