@@ -8,7 +8,7 @@ import logging
 from server.domain.active_models import ActiveModels, Loaded, ModelSummary
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.models import ModelKind
-from server.models.inference import AnomalyScorer, FailureRiskPredictor
+from server.models.inference import AnomalyScorer, FailureRiskPredictor, serving_class
 from server.models.registry import ModelRegistry, ModelVersionInfo
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class ModelsAdmin:
     def reload(self) -> None:
         """Loads each kind's active version (or none). Blocking: call from a thread at start-up or after
         a training job promoted a model. A broken artifact is logged and leaves that kind unloaded."""
-        for kind, serving_class, setter in (
+        for kind, served_by, setter in (
             (ModelKind.LSTM, FailureRiskPredictor, self._models.set_lstm),
             (ModelKind.AUTOENCODER, AnomalyScorer, self._models.set_autoencoder),
         ):
@@ -36,7 +36,7 @@ class ModelsAdmin:
             if current is not None and current.summary.version == version:
                 continue
             try:
-                served = serving_class.from_registry(self._registry, version)
+                served = served_by.from_registry(self._registry, version)
             except Exception:  # noqa: BLE001 - a bad artifact must not stop the server
                 log.exception("could not load %s model %s; serving without it", kind.name, version)
                 continue
@@ -73,18 +73,17 @@ class ModelsAdmin:
                 reason="MODEL_VERSION_NOT_FOUND",
                 metadata={"version": version},
             )
-        serving_class = FailureRiskPredictor if model_kind == ModelKind.LSTM else AnomalyScorer
         try:  # never point the registry at a version this server cannot serve
-            await asyncio.to_thread(serving_class.from_registry, self._registry, version)
+            info = await asyncio.to_thread(
+                self._registry.activate, model_kind, version, serving_class(model_kind)
+            )
         except ValueError as exc:
             raise FailedPrecondition(
                 f"version: {model_kind.name} model {version} cannot be served here ({exc}); "
-                "train a new one with POST /api/advanced/train/"
-                + ("lstm" if model_kind == ModelKind.LSTM else "autoencoder"),
+                f"train a new one with POST /api/advanced/train/{model_kind.slug}",
                 reason="MODEL_INCOMPATIBLE",
                 metadata={"version": version},
             ) from exc
-        info = await asyncio.to_thread(self._registry.activate, model_kind, version)
         await asyncio.to_thread(self.reload)
         log.info("activated %s model %s", model_kind.name, version)
         return info

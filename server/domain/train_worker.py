@@ -71,7 +71,7 @@ def _train(
     import torch
 
     from server.models import ModelKind
-    from server.models.inference import AnomalyScorer, FailureRiskPredictor
+    from server.models.inference import serving_class
     from server.models.registry import ModelRegistry, should_promote
     from server.models.train import (
         AUTOENCODER_DEFAULTS,
@@ -108,13 +108,12 @@ def _train(
         patience=settings.train_patience,
     )
     registry = ModelRegistry(settings.models_dir)
-    serving_class = FailureRiskPredictor if model_kind == ModelKind.LSTM else AnomalyScorer
     active = registry.active_version(model_kind)
     incumbent = None
     active_metrics: dict[str, float] | None = None
     if active is not None:
         try:
-            current = serving_class.from_registry(registry, active)
+            current = serving_class(model_kind).from_registry(registry, active)
             incumbent = current.evaluate
             active_metrics = current.metrics
         except Exception:  # noqa: BLE001 - an unloadable active model is replaced by any new one

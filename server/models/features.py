@@ -156,13 +156,16 @@ IDLE_RESET_SAMPLES = 12
 was repaired, curtailed or cut off: its baselines restart after it (see `build_channels`)."""
 
 
-def idle_resets(
-    hashrate: np.ndarray, observed: np.ndarray, nominal: float, rows: int = IDLE_RESET_SAMPLES
-) -> np.ndarray:
-    """(T,) -> sorted row indices where a new baseline segment starts: the first hashing row after
-    `rows` or more idle rows (hashrate under 10 % of nominal, or no sample). Always starts with 0."""
-    idle = ~np.asarray(observed, dtype=bool) | (np.asarray(hashrate) < 0.1 * nominal)
-    edges = np.flatnonzero(np.diff(np.r_[0, idle.astype(np.int8), 0]))  # run starts and ends
+def idle_rows(hashrate: np.ndarray, observed: np.ndarray, nominal: float) -> np.ndarray:
+    """(T,) bool: rows where the miner was not hashing (under 10 % of nominal) or sent no sample.
+    A missing hashrate reading in a row that was sent counts as hashing (NaN compares False)."""
+    return ~np.asarray(observed, dtype=bool) | (np.asarray(hashrate) < 0.1 * nominal)
+
+
+def idle_resets(idle: np.ndarray, rows: int = IDLE_RESET_SAMPLES) -> np.ndarray:
+    """(T,) `idle_rows` -> sorted row indices where a new baseline segment starts: the first row
+    after `rows` or more idle rows in a row. Always starts with 0."""
+    edges = np.flatnonzero(np.diff(np.r_[0, np.asarray(idle, dtype=np.int8), 0]))  # run starts and ends
     starts, stops = edges[::2], edges[1::2]  # idle rows [start, stop)
     long_ends = stops[(stops - starts >= rows) & (stops < idle.shape[0])]
     return np.r_[0, long_ends].astype(np.int64)
@@ -180,10 +183,16 @@ def build_channels(series: MinerSeries, miner: Miner, share_reference_samples: i
     observed = np.asarray(series.observed, dtype=bool)
     nominal_hashrate = _reference(miner.nominal_hashrate_ths, values[:, 0])
     nominal_power = _reference(miner.nominal_power_w, values[:, 3])
-    bounds = [*idle_resets(values[:, 0], observed, nominal_hashrate).tolist(), values.shape[0]]
+    idle = idle_rows(values[:, 0], observed, nominal_hashrate)
+    bounds = [*idle_resets(idle).tolist(), values.shape[0]]
     parts = [
         _segment_channels(
-            values[lo:hi], observed[lo:hi], nominal_hashrate, nominal_power, share_reference_samples
+            values[lo:hi],
+            observed[lo:hi],
+            idle[lo:hi],
+            nominal_hashrate,
+            nominal_power,
+            share_reference_samples,
         )
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
         if hi > lo
@@ -194,14 +203,18 @@ def build_channels(series: MinerSeries, miner: Miner, share_reference_samples: i
 
 
 def _segment_channels(
-    values: np.ndarray, observed: np.ndarray, nominal_hashrate: float, nominal_power: float, day: int
+    values: np.ndarray,
+    observed: np.ndarray,
+    idle: np.ndarray,
+    nominal_hashrate: float,
+    nominal_power: float,
+    day: int,
 ) -> np.ndarray:
     """Channels of one baseline segment (see `build_channels`): (T, 11) -> (T, C)."""
     col = {name: values[:, i] for i, name in enumerate(FEATURE_COLUMNS)}
     nominal_efficiency = nominal_hashrate / nominal_power  # TH/s per W
     # Baselines come from rows where the miner was hashing: the idle rows that end a segment
     # (or a shorter stop inside one) must not become "yesterday" or the median.
-    idle = col["hashrate"] < 0.1 * nominal_hashrate  # NaN compares False: unknown counts as hashing
     hashing = {name: np.where(idle, np.nan, col[name]) for name in col}
     share_median = trailing_median(hashing["accepted_shares"], day)
     share_ref = np.maximum(np.nan_to_num(share_median, nan=_SHARE_FLOOR), _SHARE_FLOOR)

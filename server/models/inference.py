@@ -87,10 +87,10 @@ class _Served:
         ckpt: dict[str, Any] = loaded.checkpoint
         if list(ckpt["input_schema"]) != list(INPUT_SCHEMA):
             raise ValueError(f"checkpoint input schema {ckpt['input_schema']} is not this server's")
-        if int(ckpt.get("features_version", 1)) != FEATURES_VERSION:
+        trained_on = int(ckpt.get("features_version", 1))  # 1: written before versions were recorded
+        if trained_on != FEATURES_VERSION:
             raise ValueError(
-                f"trained on features version {ckpt.get('features_version', 1)}, "
-                f"this server computes version {FEATURES_VERSION}"
+                f"trained on features version {trained_on}, this server computes version {FEATURES_VERSION}"
             )
         self.version = loaded.version
         self.module = loaded.module.eval()
@@ -220,3 +220,8 @@ class AnomalyScorer(_Served):
         """Mean reconstruction error on healthy windows (the autoencoder's val_loss)."""
         healthy = windows.subset(windows.healthy)
         return float(self.score(self._windows(healthy)).mean()) if len(healthy) else float("nan")
+
+
+def serving_class(kind: ModelKind) -> type[FailureRiskPredictor] | type[AnomalyScorer]:
+    """The class that serves a model kind (its constructor refuses checkpoints it cannot serve)."""
+    return FailureRiskPredictor if kind == ModelKind.LSTM else AnomalyScorer

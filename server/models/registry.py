@@ -193,11 +193,16 @@ class ModelRegistry:
             ) from exc
         return LoadedModel(kind, version, module.eval(), checkpoint)
 
-    def activate(self, kind: ModelKind, version: str) -> ModelVersionInfo:
-        """Makes `version` active (also how to roll back); it is loaded first, so a broken one never is."""
+    def activate(
+        self, kind: ModelKind, version: str, accept: Callable[[LoadedModel], object] | None = None
+    ) -> ModelVersionInfo:
+        """Makes `version` active (also how to roll back); it is loaded first, so a broken one never is.
+        `accept(loaded)` may raise to refuse it too (e.g. a server that cannot serve its features)."""
         kind = ModelKind(kind)
         with self._lock:
             loaded = self.load(kind, version)
+            if accept is not None:
+                accept(loaded)
             previous = self.active_version(kind)
             _write_json(
                 self.root / kind.slug / "active.json",

@@ -7,11 +7,12 @@ take hours; sampled, the LSTM needs <= ~1.5 min and the autoencoder <= ~2.5 min 
 stopping. The LSTM's sample keeps the natural class mix (failure windows are ~5 %): the loss, the
 Brier score, is a proper scoring rule, so the imbalance needs no re-weighting for the ranking, and
 Platt scaling on the validation split makes the output P(failure within H). Over-sampling failures
-(`positive_fraction`, 0.5 before) was measured worse: it starves each epoch of the rare negatives
-that look alarming (pool incidents, near misses, repairs): mean test ROC-AUC over bench.quality
-seeds 0-2 (200 miners each) was 0.77 at 0.5, 0.81 at 0.1, 0.82 at 0.03 and 0.81 at the natural
-mix. Validation never shares a miner with training. Runs are reproducible: fixed seeds and a fixed
-torch thread count (torch.set_num_threads is process-wide; it is restored afterwards).
+(a share of each sample, half before; the option is gone) was measured worse: it starves each epoch
+of the rare negatives that look alarming (pool incidents, near misses, repairs): mean test ROC-AUC
+over bench.quality seeds 0-2 (200 miners each) was 0.77 at a 0.5 share, 0.81 at 0.1, 0.82 at 0.03
+and 0.81 at the natural mix. Validation never shares a miner with training. Runs are reproducible:
+fixed seeds and a fixed torch thread count (torch.set_num_threads is process-wide; it is restored
+afterwards).
 """
 
 from __future__ import annotations
@@ -56,8 +57,6 @@ class TrainConfig:
     samples_per_epoch: int = 8192  # windows drawn per epoch (see the module docstring)
     val_windows_per_epoch: int = 8192  # fixed validation subset for the per-epoch loss
     patience: int = 10  # epochs without a better validation loss before stopping
-    positive_fraction: float | None = None  # LSTM only: share of failure windows in each epoch's
-    # sample; None draws windows uniformly, at the natural failure rate (see the module docstring)
     threads: int = 1  # torch threads while training (restored afterwards)
     device: str | None = None  # None: CUDA when available, else CPU
 
@@ -174,41 +173,20 @@ def train_failure_model(
         norm = NormStats.fit(windows.channels, train.covered_rows())
         batches = _Batches(windows, norm, device)
         model = FailureRiskLSTM(FailureRiskConfig(n_inputs=N_CHANNELS)).to(device)
-        positives, negatives = np.flatnonzero(train.labels > 0), np.flatnonzero(train.labels == 0)
+        positives = np.flatnonzero(train.labels > 0)
         per_epoch = min(cfg.samples_per_epoch, len(train))
-        share = cfg.positive_fraction
-        n_pos = max(1, round(share * per_epoch)) if share is not None and negatives.size else per_epoch
-
-        def draw_epoch() -> np.ndarray:
-            if share is None:  # natural class mix
-                return rng.choice(len(train), per_epoch, replace=False)
-            pos = rng.choice(positives, n_pos, replace=positives.size < n_pos)
-            neg = rng.choice(negatives, per_epoch - n_pos, replace=negatives.size < per_epoch - n_pos)
-            return rng.permutation(np.concatenate([pos, neg]))
+        draw_epoch = lambda: rng.choice(len(train), per_epoch, replace=False)  # noqa: E731 - natural mix
 
         def batch_loss(index: np.ndarray) -> torch.Tensor:
             target = torch.from_numpy(train.labels[index]).to(device)
             return torch.mean((model(batches(train, index)) - target) ** 2)  # Brier on the sample
 
-        # Per-epoch validation subset at the training class mix, so the two losses compare.
-        val_pos, val_neg = np.flatnonzero(val.labels > 0), np.flatnonzero(val.labels == 0)
-        if share is None:
-            val_sub = rng.permutation(len(val))[: cfg.val_windows_per_epoch]
-            weights = np.full(val_sub.size, 1.0 / max(val_sub.size, 1))
-        else:
-            n_val_pos = min(val_pos.size, round(share * cfg.val_windows_per_epoch))
-            val_sub = np.concatenate([rng.permutation(val_pos)[:n_val_pos], rng.permutation(val_neg)])
-            val_sub = val_sub[: cfg.val_windows_per_epoch]
-            mix = share if val_pos.size and val_neg.size else float(val_pos.size > 0)
-            weights = np.where(
-                val.labels[val_sub] > 0,
-                mix / max(n_val_pos, 1),
-                (1 - mix) / max(val_sub.size - n_val_pos, 1),
-            )
+        # Per-epoch validation subset, at the natural class mix like the training sample.
+        val_sub = rng.permutation(len(val))[: cfg.val_windows_per_epoch]
 
         def val_loss() -> float:
             model.eval()
-            return float(np.sum(weights * (batches.outputs(model, val, val_sub) - val.labels[val_sub]) ** 2))
+            return float(np.mean((batches.outputs(model, val, val_sub) - val.labels[val_sub]) ** 2))
 
         stats = _fit(model, batch_loss, draw_epoch, val_loss, cfg, progress, should_stop)
         raw_logits = batches.outputs(model.logits, val)

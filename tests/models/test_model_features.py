@@ -14,6 +14,7 @@ from server.models.features import (
     build_channels,
     history_rows,
     idle_resets,
+    idle_rows,
     lagged,
     trailing_mean,
     trailing_min,
@@ -115,8 +116,8 @@ def test_short_stops_do_not_restart_the_baselines() -> None:
     series = flat_series("m1", 2 * day)
     series.values[day : day + 6, 0] = 0.0  # a 30-minute reboot: idle, but not long enough
     series.values[day + 100 :, 1] += 5.0
-    assert idle_resets(series.values[:, 0], series.observed, 100.0).tolist() == [0]
+    assert idle_resets(idle_rows(series.values[:, 0], series.observed, 100.0)).tolist() == [0]
     channels = build_channels(series, MINER, share_reference_samples=day)
     assert channels[day + 110, INPUT_SCHEMA.index("temperature_vs_median")] > 4.0
     series.observed[day : day + 12] = False  # an hour without samples restarts them
-    assert idle_resets(series.values[:, 0], series.observed, 100.0).tolist() == [0, day + 12]
+    assert idle_resets(idle_rows(series.values[:, 0], series.observed, 100.0)).tolist() == [0, day + 12]
