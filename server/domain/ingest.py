@@ -36,6 +36,9 @@ from server.domain import outages, validation
 from server.domain.catalog import known_model
 from server.errors import FieldViolation, InvalidArgument, MinerNotFound
 from server.records import (
+    PLAUSIBLE_FAN_RPM,
+    PLAUSIBLE_HASHRATE_FACTOR,
+    PLAUSIBLE_TEMPERATURE_C,
     EventSource,
     FailureEvent,
     FailureMode,
@@ -56,10 +59,6 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "fan_speed_rpm": (0.0, 50_000.0),
     "power_w": (0.0, 100_000.0),
 }
-# Possible, but not from a working sensor: stored with QUALITY_SENSOR_GLITCH.
-PLAUSIBLE_TEMPERATURE_C = (0.0, 130.0)
-PLAUSIBLE_FAN_RPM = 12_000.0
-PLAUSIBLE_HASHRATE_FACTOR = 3.0  # times the miner's nominal hashrate
 MAX_FUTURE = timedelta(minutes=10)
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
 OLDEST = datetime(2009, 1, 3, tzinfo=UTC)  # nothing mined before the genesis block

@@ -27,6 +27,12 @@ the current row included; 12 rows at 5-minute samples):
 - power_efficiency_trend: least-squares slope of efficiency against time over the trailing N rows,
   TH/s per W per hour; NULL with fewer than two efficiencies.
 
+Sensor glitches. A sample flagged QUALITY_SENSOR_GLITCH at ingestion is stored as reported, but the
+implausible field itself (temperature outside PLAUSIBLE_TEMPERATURE_C, fan speed above
+PLAUSIBLE_FAN_RPM, hashrate above PLAUSIBLE_HASHRATE_FACTOR x the miner's nominal) reads as missing
+here, so a broken sensor is never taken for an overheating or failing miner; the sample's other
+fields are used as usual.
+
 When `start` is given, the query reads N + 1 extra intervals before it so the first returned rows
 have their deltas and trends; those look-back rows are not returned.
 """
@@ -39,8 +45,14 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 
-from server.records import FEATURE_COLUMNS, MinerSeries
-from server.store.samples import to_utc_naive
+from server.records import (
+    FEATURE_COLUMNS,
+    PLAUSIBLE_FAN_RPM,
+    PLAUSIBLE_HASHRATE_FACTOR,
+    PLAUSIBLE_TEMPERATURE_C,
+    MinerSeries,
+)
+from server.store.samples import QUALITY_SENSOR_GLITCH, to_utc_naive
 
 _FAR_PAST = datetime(1970, 1, 1)
 _FAR_FUTURE = datetime(9999, 1, 1)
@@ -55,11 +67,20 @@ def _series_sql(interval_s: int) -> str:
     n_preceding = trailing_rows(interval_s) - 1
     hours_per_row = interval_s / 3600.0
     width = f"INTERVAL {int(interval_s)} SECOND"
+    low, high = PLAUSIBLE_TEMPERATURE_C
+    trusted = f"(s.quality & {QUALITY_SENSOR_GLITCH}) = 0 OR"  # else: keep the field only if plausible
     return f"""
     WITH bucketed AS (
         SELECT s.miner_id, time_bucket({width}, s.ts, TIMESTAMP '1970-01-01') AS bucket,
-            s.hashrate_ths, s.temperature_c, s.fan_speed_rpm, s.power_w, s.accepted_shares, s.rejected_shares
-        FROM samples s
+            CASE WHEN {trusted} m.nominal_hashrate_ths IS NULL OR m.nominal_hashrate_ths <= 0
+                      OR s.hashrate_ths <= {PLAUSIBLE_HASHRATE_FACTOR} * m.nominal_hashrate_ths
+                 THEN s.hashrate_ths END AS hashrate_ths,
+            CASE WHEN {trusted} s.temperature_c BETWEEN {low} AND {high} THEN s.temperature_c END
+                AS temperature_c,
+            CASE WHEN {trusted} s.fan_speed_rpm <= {PLAUSIBLE_FAN_RPM} THEN s.fan_speed_rpm END
+                AS fan_speed_rpm,
+            s.power_w, s.accepted_shares, s.rejected_shares
+        FROM samples s LEFT JOIN miners m USING (miner_id)
         WHERE s.miner_id IN (SELECT miner_id FROM wanted) AND s.ts >= $lo AND s.ts < $hi
         QUALIFY row_number() OVER (PARTITION BY s.miner_id, bucket ORDER BY s.ts DESC) = 1
     ),

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from mining.analytics.v1alpha1 import telemetry_pb2, telemetry_pb2_grpc
 
+from server.records import FEATURE_COLUMNS
 from server.store import QUALITY_PARTIAL, QUALITY_SENSOR_GLITCH
 from tests.harness import ServerThread, start_server
 from tests.ingest.builders import batch, metric, violations
@@ -91,6 +93,16 @@ def test_implausible_sensor_readings_are_stored_with_the_glitch_flag(
         "Bitmain",
         110,
     )
+    # The models never see the implausible field; the sample's other readings are still used.
+    columns = {name: j for j, name in enumerate(FEATURE_COLUMNS)}
+    values = server.app.store.load_series(["10.1.2.1"])["10.1.2.1"].values
+    temperature, fan, hashrate = (values[:, columns[c]] for c in ("temperature", "fan_speed", "hashrate"))
+    assert np.isnan(temperature).tolist() == [False, True, True, False, False, False]
+    assert np.isnan(fan).tolist() == [False, False, False, True, False, False]
+    assert np.isnan(hashrate).tolist() == [False, False, False, False, True, False]
+    assert np.isnan(values[:, columns["efficiency"]]).tolist() == [False, False, False, False, True, False]
+    assert hashrate[[0, 1, 2, 3, 5]].tolist() == [100.0, 100.0, 100.0, 100.0, 300.0]
+    assert temperature[[0, 3, 4, 5]].tolist() == [70.0] * 4
 
 
 @pytest.fixture(scope="module")
