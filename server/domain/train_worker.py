@@ -3,6 +3,9 @@
 Runs in a spawned child process (see server/domain/training.py) with one torch thread. It never
 opens the DuckDB file: the parent hands it the data. It reports through a queue:
 ("epoch", {...}) after every epoch, then one of ("done", {...}), ("cancelled", None), ("failed", msg).
+An orphan (its server was killed) stops: between batches as a cancellation, and in any other phase
+(unpickling the data, building windows, evaluating) through a watchdog thread that exits the process;
+the registry's atomic writes make that safe.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,11 +45,14 @@ def run(
     settings: Settings,
     events: Any,
     cancel: Any,
+    server_pid: int,
 ) -> None:
-    """Entry point of the training process."""
+    """Entry point of the training process; `server_pid` is the server that started it (compared
+    with our parent: the server may be killed before this process has even started running)."""
     logs.configure(settings.log_level, as_json=settings.log_json)
+    threading.Thread(target=_exit_when_orphaned, args=(server_pid, job_id), daemon=True).start()
     try:
-        events.put(("done", _train(kind, params, job_id, data, settings, events, cancel)))
+        events.put(("done", _train(kind, params, job_id, data, settings, events, cancel, server_pid)))
     except _Cancelled:
         events.put(("cancelled", None))
     except DomainError as exc:
@@ -59,6 +67,14 @@ class _Cancelled(Exception):
     pass
 
 
+def _exit_when_orphaned(server_pid: int, job_id: str, interval_s: float = 0.5) -> None:
+    """Watchdog: a server killed by SIGKILL cannot stop us and nothing would read our result."""
+    while os.getppid() == server_pid:
+        time.sleep(interval_s)
+    log.warning("job %s: the server (pid %d) is gone; the training process exits", job_id, server_pid)
+    os._exit(3)
+
+
 def _train(
     kind: int,
     params: TrainParams,
@@ -67,6 +83,7 @@ def _train(
     settings: Settings,
     events: Any,
     cancel: Any,
+    server_pid: int,
 ) -> dict[str, Any]:
     import torch
 
@@ -141,12 +158,10 @@ def _train(
             windows_per_s,
         )
 
-    parent = os.getppid()
-
     def should_stop() -> bool:
         # A server killed by SIGKILL cannot cancel us, and nothing would read our result: stop once
         # our parent is gone (we were re-parented), instead of training on as an orphan.
-        return bool(cancel.is_set()) or os.getppid() != parent
+        return bool(cancel.is_set()) or os.getppid() != server_pid
 
     trainer = train_failure_model if model_kind == ModelKind.LSTM else train_autoencoder
     try:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -273,7 +274,16 @@ class TrainingJobs:
             data = self._load_data()
             process = self._context.Process(
                 target=self._worker,
-                args=(int(job.kind), job.params, job.job_id, data, self._settings, events, cancel),
+                args=(
+                    int(job.kind),
+                    job.params,
+                    job.job_id,
+                    data,
+                    self._settings,
+                    events,
+                    cancel,
+                    os.getpid(),
+                ),
                 name=f"train-{job.job_id}",
                 daemon=True,
             )
