@@ -376,7 +376,8 @@ def paired_auc_difference(
             for _ in range(BOOTSTRAP)
         ]
     )
-    return point, (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))), float(np.mean(draws > 0))
+    interval = (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
+    return point, interval, float(np.mean(draws > 0))
 
 
 def anomaly_metrics(
@@ -953,7 +954,8 @@ def report(results: list[SeedResult], args: argparse.Namespace, seconds: float, 
         "# Model quality report (issue 3)",
         "",
         f"- Command: `{command}`",
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; runtime {seconds / 60:.1f} min",
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; "
+        + (f"runtime {seconds / 60:.1f} min" if seconds else "rendered from saved per-seed results"),
         f"- Machine: {platform.machine()}, {platform.processor() or platform.platform()}, "
         f"Python {platform.python_version()}, one torch thread",
         f"- Fleet: {args.miners} miners x {args.days} days per seed, seeds {seeds}, "
@@ -1097,7 +1099,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    if args.results is not None and args.results.exists():
+    loaded = args.results is not None and args.results.exists()
+    if loaded:
         with args.results.open("rb") as handle:
             results = pickle.load(handle)  # noqa: S301 - our own file, written below
     elif args.jobs > 1:
@@ -1118,7 +1121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = ".venv/bin/python -m bench.quality " + " ".join(
         a for a in given if not a.startswith("--results=")
     )
-    text = report(results, args, time.perf_counter() - started, command)
+    text = report(results, args, 0.0 if loaded else time.perf_counter() - started, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

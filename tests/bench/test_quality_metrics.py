@@ -8,10 +8,12 @@ import pytest
 from bench.quality import (
     AnomalyUnit,
     EventCounts,
+    FailureUnit,
     ThresholdRule,
     detection_by_kind,
     event_counts,
     expected_calibration_error,
+    paired_auc_difference,
     pr_auc,
     runs,
     smooth_alarms,
@@ -110,3 +112,26 @@ def test_detection_by_kind_counts_each_episode_once_under_each_seeds_rule() -> N
     kinds = {7: {(50, 95): "fan", (150, 165): "pool"}}
     assert detection_by_kind([unit], {7: (1.0, 1)}, kinds) == {"fan": (1, 1), "pool": (0, 1)}
     assert detection_by_kind([unit], {7: (1.0, 3)}, kinds) == {"fan": (0, 1), "pool": (0, 1)}  # k=3: no alarm
+
+
+def _units(scores: list[np.ndarray], labels: list[np.ndarray]) -> list[FailureUnit]:
+    """One FailureUnit per miner (only scores and labels matter for ROC-AUC)."""
+    return [
+        FailureUnit(0, s, s, s > 0.5, y, np.arange(y.size), np.arange(y.size), [], (0.0, 1.0))
+        for s, y in zip(scores, labels, strict=True)
+    ]
+
+
+def test_paired_auc_difference_resamples_the_same_miners_for_both_models() -> None:
+    rng = np.random.default_rng(1)
+    labels = [np.r_[np.zeros(30), np.ones(10)] for _ in range(12)]  # 12 miners, 25 % positive windows
+    perfect = [y + 0.1 * rng.random(y.size) for y in labels]  # ranks every positive first
+    noisy = [y + rng.normal(0.0, 1.0, y.size) for y in labels]
+    point, (lo, hi), ahead = paired_auc_difference({0: _units(perfect, labels)}, {0: _units(noisy, labels)})
+    assert 0.1 < point < 0.5 and 0.0 < lo <= point <= hi and ahead == 1.0
+    reverse, interval, behind = paired_auc_difference(
+        {0: _units(noisy, labels)}, {0: _units(perfect, labels)}
+    )
+    assert reverse == pytest.approx(-point) and interval[1] < 0.0 and behind == 0.0
+    same, (lo, hi), _ = paired_auc_difference({0: _units(noisy, labels)}, {0: _units(noisy, labels)})
+    assert same == 0.0 and lo == hi == 0.0  # the same miners in every draw: no spurious difference
