@@ -883,9 +883,9 @@ def _failure_section(results: list[SeedResult], seeds: list[int], hours: float) 
     """The failure-prediction table, reference and reliability table of one horizon."""
     key = f"{hours:g}h"
     names = list(results[0].failure[hours])
+    by_model = {n: {s: r.failure[hours][n] for s, r in zip(seeds, results, strict=True)} for n in names}
     values, cis = {}, {}
-    for name in names:
-        by_seed = {s: r.failure[hours][name] for s, r in zip(seeds, results, strict=True)}
+    for name, by_seed in by_model.items():
         values[name] = failure_metrics([u for units in by_seed.values() for u in units])
         cis[name] = bootstrap(by_seed, failure_metrics)
     lines = [
@@ -902,7 +902,6 @@ def _failure_section(results: list[SeedResult], seeds: list[int], hours: float) 
         )
     first = values[names[0]]
     oracle = [r.notes[key]["oracle"] for r in results]
-    by_model = {n: {s: r.failure[hours][n] for s, r in zip(seeds, results, strict=True)} for n in names}
     paired = []
     for other in names[1:]:
         point, ci, ahead = paired_auc_difference(by_model[names[0]], by_model[other])

@@ -28,13 +28,13 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "power_efficiency_trend",
 )
 
-# Unit of each feature, for explanations.
 # Possible readings that a working sensor does not give. Ingestion stores them as reported and flags
 # the sample QUALITY_SENSOR_GLITCH; the feature grid reads such a field as missing (store/features.py).
 PLAUSIBLE_TEMPERATURE_C = (0.0, 130.0)
 PLAUSIBLE_FAN_RPM = 12_000.0
 PLAUSIBLE_HASHRATE_FACTOR = 3.0  # times the miner's nominal hashrate
 
+# Unit of each feature, for explanations.
 FEATURE_UNITS: dict[str, str] = {
     "hashrate": "TH/s",
     "temperature": "C",

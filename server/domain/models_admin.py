@@ -8,7 +8,7 @@ import logging
 from server.domain.active_models import ActiveModels, Loaded, ModelSummary
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.models import ModelKind
-from server.models.inference import AnomalyScorer, FailureRiskPredictor, serving_class
+from server.models.inference import serving_class
 from server.models.registry import ModelRegistry, ModelVersionInfo
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,9 @@ class ModelsAdmin:
     def reload(self) -> None:
         """Loads each kind's active version (or none). Blocking: call from a thread at start-up or after
         a training job promoted a model. A broken artifact is logged and leaves that kind unloaded."""
-        for kind, served_by, setter in (
-            (ModelKind.LSTM, FailureRiskPredictor, self._models.set_lstm),
-            (ModelKind.AUTOENCODER, AnomalyScorer, self._models.set_autoencoder),
+        for kind, setter in (
+            (ModelKind.LSTM, self._models.set_lstm),
+            (ModelKind.AUTOENCODER, self._models.set_autoencoder),
         ):
             version = self._registry.active_version(kind)
             if version is None:
@@ -36,7 +36,7 @@ class ModelsAdmin:
             if current is not None and current.summary.version == version:
                 continue
             try:
-                served = served_by.from_registry(self._registry, version)
+                served = serving_class(kind).from_registry(self._registry, version)
             except Exception:  # noqa: BLE001 - a bad artifact must not stop the server
                 log.exception("could not load %s model %s; serving without it", kind.name, version)
                 continue
