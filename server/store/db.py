@@ -24,7 +24,16 @@ import duckdb
 import numpy as np
 
 from server.errors import FailedPrecondition, InvalidArgument, MinerNotFound, Unavailable
-from server.records import FailureEvent, Miner, MinerSeries, PlannedState, Sample, StoreCounts, WriteResult
+from server.records import (
+    BoardReading,
+    FailureEvent,
+    Miner,
+    MinerSeries,
+    PlannedState,
+    Sample,
+    StoreCounts,
+    WriteResult,
+)
 from server.store import events, features, jobs, miners, outages, samples
 from server.store.migrations import SchemaTooNew, apply_migrations, current_version
 from server.store.sql import fetch_one
@@ -248,15 +257,19 @@ class Store:
         board_hashrate_ths: np.ndarray | None = None,
         board_temperature_c: np.ndarray | None = None,
         fan_speeds_rpm: np.ndarray | None = None,
+        board_readings: Sequence[Sequence[BoardReading]] | None = None,
+        fan_readings: Sequence[Sequence[float]] | None = None,
         quality: int | np.ndarray = 0,  # one flag for the batch, or one per row
         auto_register: bool = True,
         default_hardware_model: str = "unknown",
+        identities: Mapping[str, Miner] | None = None,
     ) -> WriteResult:
         """Column-oriented write, same semantics as write_samples, much faster.
 
         All arrays have N rows: miner_id (N,) str, ts (N,) datetime64 UTC, metrics (N,) float with NaN
         for missing (share counters are cumulative, as float or int); optional per-board (N, B) and
-        per-fan (N, K) float arrays. quality is OR-ed into every row (e.g. QUALITY_SIMULATED).
+        per-fan (N, K) float arrays, or ragged per-sample board_readings and fan_readings (N lists).
+        quality is OR-ed into every row (e.g. QUALITY_SIMULATED). identities as in write_samples.
         """
         batch = samples.stage_columns(
             np.asarray(miner_id),
@@ -273,10 +286,12 @@ class Store:
             board_hashrate_ths=board_hashrate_ths,
             board_temperature_c=board_temperature_c,
             fan_speeds_rpm=fan_speeds_rpm,
+            board_readings=board_readings,
+            fan_readings=fan_readings,
         )
         if len(batch) == 0:
             return WriteResult()
-        return self._write(batch, auto_register, default_hardware_model)
+        return self._write(batch, auto_register, default_hardware_model, identities)
 
     def _write(
         self,
