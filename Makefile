@@ -31,6 +31,7 @@ lint: setup
 	$(VENV)/bin/ruff check server clients tests bench
 	$(VENV)/bin/ruff format --check server clients tests bench
 	$(VENV)/bin/mypy server clients
+	$(VENV)/bin/lint-imports --no-logo
 	npx buf lint
 
 clean:

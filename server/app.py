@@ -40,6 +40,12 @@ from server.ops.runtime import Operations
 from server.store import Store
 from server.transport.errors import ErrorMappingInterceptor
 from server.transport.fleet import FleetServicer
+from server.transport.interceptors import (
+    AuditInterceptor,
+    AuthInterceptor,
+    LimitsInterceptor,
+    MetricsInterceptor,
+)
 from server.transport.scoring import ScoringServicer
 from server.transport.telemetry import TelemetryServicer
 from server.transport.training import TrainingServicer
@@ -121,6 +127,18 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
+def interceptors(ops: Operations) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptor chain, outermost first: metrics see every call, errors are mapped around auth,
+    audit and limits (which call the plain services of ops)."""
+    return [
+        MetricsInterceptor(ops.metrics),
+        ErrorMappingInterceptor(),
+        AuthInterceptor(ops.tokens, ops.audit),
+        AuditInterceptor(ops.audit),
+        LimitsInterceptor(ops.limiter, ops.metrics),
+    ]
+
+
 def training_data(store: Store) -> train_worker.TrainingData:
     """Everything training needs, read in the server process (the only one that opens the store)."""
     return train_worker.TrainingData(
@@ -165,7 +183,7 @@ async def start(settings: Settings) -> App:
 
     ops = await asyncio.to_thread(Operations.create, settings, store, scores)
     server = grpc.aio.server(
-        interceptors=ops.interceptors(ErrorMappingInterceptor()),
+        interceptors=interceptors(ops),
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -37,8 +37,8 @@ import numpy as np
 from server import auth
 from server.config import Settings
 from server.domain import outages, validation
-from server.domain.catalog import known_model
 from server.errors import FieldViolation, InvalidArgument, MinerNotFound
+from server.hardware import known_model
 from server.records import (
     PLAUSIBLE_FAN_RPM,
     PLAUSIBLE_HASHRATE_FACTOR,
