@@ -448,11 +448,18 @@ class Store:
 
     # ---- retention -------------------------------------------------------------------------------
 
-    def roll_up_samples(self, older_than: datetime) -> tuple[int, int]:
-        """Fold raw samples older than `older_than` (floored to the hour) into samples_hourly and
-        delete them, in one transaction; returns (hourly rows written, raw samples deleted)."""
+    def roll_up_samples(self, retention: timedelta) -> tuple[int, int]:
+        """Fold each miner's raw samples older than its newest sample minus `retention` (floored to
+        the hour) into samples_hourly and delete them, in one transaction; returns (hourly rows
+        written, raw samples deleted)."""
         with self._writer() as cur:
-            return samples.roll_up(cur, older_than)
+            return samples.roll_up(cur, retention)
+
+    def count_past_horizon(self, aliases: np.ndarray, ts: np.ndarray, retention: timedelta) -> int:
+        """How many of these stored samples (miner alias and naive-UTC time per sample) the next
+        retention pass keeps only as hourly rows (see samples.count_past_horizon)."""
+        with self._reader() as cur:
+            return samples.count_past_horizon(cur, aliases, ts, retention)
 
     def read_hourly(self, miner_id: str) -> list[dict[str, object]]:
         """A miner's hourly roll-up rows (see samples.roll_up) as dicts, oldest hour first."""
