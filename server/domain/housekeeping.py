@@ -1,9 +1,10 @@
 """Background upkeep of the store: the periodic outage scan and the retention roll-up.
 
 Retention: raw samples older than `raw_retention_days` are folded into `samples_hourly` (one row per
-miner and UTC hour: means, extremes, summed share deltas, OR-ed quality) and deleted, every
-`retention_interval_s`. Features and training read raw samples only, so they see the retention
-window; the hourly table keeps the long history for reports.
+miner and UTC hour: means, extremes, summed share deltas, OR-ed quality) and deleted, and risk-history
+points older than `risk_history_retention_days` are deleted, every `retention_interval_s`. Features
+and training read raw samples only, so they see the retention window; the hourly table keeps the
+long history for reports and the telemetry history.
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ log = logging.getLogger(__name__)
 
 def apply_retention(store: Store, settings: Settings, now: datetime | None = None) -> tuple[int, int]:
     """Roll up the raw samples past retention; returns (hourly rows written, raw samples deleted)."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.raw_retention_days)
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=settings.raw_retention_days)
     hours, deleted = store.roll_up_samples(cutoff)
     if deleted:
         log.info("retention: %d raw samples before %s rolled up into %d hourly rows", deleted, cutoff, hours)
+    points_cutoff = now - timedelta(days=settings.risk_history_retention_days)
+    points = store.prune_risk_points(points_cutoff)
+    if points:
+        log.info("retention: %d risk-history points before %s deleted", points, points_cutoff)
     return hours, deleted
 
 
