@@ -25,7 +25,7 @@ import numpy as np
 
 from server.errors import FailedPrecondition, InvalidArgument, MinerNotFound, Unavailable
 from server.records import FailureEvent, Miner, MinerSeries, PlannedState, Sample, StoreCounts, WriteResult
-from server.store import events, features, jobs, miners, outages, samples
+from server.store import events, features, history, jobs, miners, outages, samples
 from server.store.migrations import SchemaTooNew, apply_migrations, current_version
 from server.store.sql import fetch_one
 
@@ -471,6 +471,33 @@ class Store:
         """A miner's hourly roll-up rows (see samples.roll_up) as dicts, oldest hour first."""
         with self._reader() as cur:
             return samples.read_hourly(cur, self._resolve(cur, miner_id))
+
+    # ---- history ---------------------------------------------------------------------------------
+
+    def write_risk_points(self, points: Sequence[history.RiskPoint]) -> int:
+        """Store risk points in one transaction (the same (miner, window end, version) replaces)."""
+        if not points:
+            return 0
+        with self._writer() as cur:
+            return history.write_risk_points(cur, points)
+
+    def read_risk_points(self, miner_id: str, start: datetime, end: datetime) -> list[history.RiskPoint]:
+        """A miner's risk points with start <= window end < end, oldest first."""
+        with self._reader() as cur:
+            return history.read_risk_points(cur, self._resolve(cur, miner_id), start, end)
+
+    def prune_risk_points(self, before: datetime) -> int:
+        """Delete risk points whose window ended before `before`; returns how many."""
+        with self._writer() as cur:
+            return history.prune_risk_points(cur, before)
+
+    def read_telemetry(
+        self, miner_id: str, start: datetime, end: datetime, step_s: int
+    ) -> history.TelemetryRows:
+        """A miner's raw readings and features per step in [start, end), one query (see history.py)."""
+        with self._reader() as cur:
+            resolved = self._resolve(cur, miner_id)
+            return history.read_telemetry(cur, resolved, start, end, step_s, self._sample_interval_s)
 
     # ---- training jobs ---------------------------------------------------------------------------
 

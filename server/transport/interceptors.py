@@ -61,6 +61,9 @@ REQUIRED_ROLE: dict[str, Role] = {
         "TrainingService/CancelTrainJob": Role.TRAINER,
         "TrainingService/ListModels": Role.READER,
         "TrainingService/ActivateModel": Role.TRAINER,
+        "HistoryService/GetMinerTelemetry": Role.READER,
+        "HistoryService/GetMinerRiskHistory": Role.READER,
+        "HistoryService/ListMinerEvents": Role.READER,
     }.items()
 }
 
