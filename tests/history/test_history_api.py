@@ -150,6 +150,9 @@ def test_roll_ups_answer_past_raw_retention(history_stack: Stack) -> None:
     samples = [
         _sample(miner, base + timedelta(seconds=STEP * i), 100.0 + (i % 12), 10 * i) for i in range(48)
     ]
+    # Raw retention counts from the miner's own newest sample: a reading of today puts the 10-day-old
+    # ones 5 days past the stack's horizon.
+    samples.append(_sample(miner, base + timedelta(days=10), 105.0, 10 * 48))
     assert stack.rest("POST", "/api/advanced/metrics", {"samples": samples}).status == 200
     window = {"start": _iso(base), "end": _iso(base + timedelta(hours=4)), "step": 3600}
 
