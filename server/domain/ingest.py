@@ -18,7 +18,8 @@ take the sample's hardware model and, when the catalogue knows it, its nameplate
 Order and idempotency: the key is (miner, timestamp); re-sending it replaces the stored sample (last
 write wins) or, when identical, counts as a duplicate. Late samples are stored in their place. A
 batch whose newest sample is older than `backfill_after_minutes` is a backfill: listeners are told,
-so they do not re-score on it. After every batch, outages are derived for the miners it touched.
+so they do not re-score on it. After every batch, outages are derived for the miners it touched, and
+the acknowledgement says how many samples stay raw and how many retention keeps only as hourly rows.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 
 from server import auth
 from server.config import Settings
-from server.domain import outages, validation
+from server.domain import housekeeping, outages, validation
 from server.errors import FieldViolation, InvalidArgument, MinerNotFound
 from server.hardware import known_model
 from server.records import (
@@ -136,6 +137,7 @@ class Ingest:
         """
         valid = validate(batch, now=datetime.now(UTC), max_samples=self._settings.max_batch_samples)
         result = await asyncio.to_thread(self._store_valid, valid)
+        await self._report_retention(result, batch.miner_id, valid.ts)
         touched = result.miner_ids or set(batch.miner_id.tolist())
         await self._after_write(
             touched, oldest=_utc_us(int(batch.ts_us.min())), newest=_utc_us(int(batch.ts_us.max()))
@@ -151,6 +153,14 @@ class Ingest:
         backfill = datetime.now(UTC) - newest > timedelta(minutes=self._settings.backfill_after_minutes)
         for listener in self._listeners:
             listener(touched, backfill)
+
+    async def _report_retention(self, result: WriteResult, miner_ids: np.ndarray, ts: np.ndarray) -> None:
+        """Fill in which samples of a stored batch stay raw and which only as hourly roll-ups."""
+        hourly = await asyncio.to_thread(
+            housekeeping.retention_report, self._store, self._settings, miner_ids, ts
+        )
+        result.kept_hourly = hourly
+        result.kept_raw = len(miner_ids) - hourly
 
     def _store_valid(self, valid: ValidColumns) -> WriteResult:
         """Resolve the batch's miners (an identity's serial or MAC before the id), refuse unknown ones
