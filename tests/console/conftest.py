@@ -73,13 +73,15 @@ def console_stack(built_console: Path, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="session")
 def auth_tokens(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Tokens for a reader and an operator with every role, and the file that lists them."""
+    """Tokens for a reader, a collector (writer only) and an operator with every role, and the file
+    that lists them."""
     folder = tmp_path_factory.mktemp("tokens")
     reader, reader_entry = mint("reader", ["reader"], [])
+    writer, writer_entry = mint("collector", ["writer"], [])
     admin, admin_entry = mint("operator", ["admin"], [])
     path = folder / "tokens.json"
-    path.write_text(json.dumps({"tokens": [reader_entry, admin_entry]}))
-    return {"reader": reader, "admin": admin, "file": path}
+    path.write_text(json.dumps({"tokens": [reader_entry, writer_entry, admin_entry]}))
+    return {"reader": reader, "writer": writer, "admin": admin, "file": path}
 
 
 @pytest.fixture(scope="session")
