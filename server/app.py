@@ -179,7 +179,8 @@ async def start(settings: Settings) -> App:
     housekeeping = Housekeeping(store, settings)
     housekeeping.start()
 
-    ops = await asyncio.to_thread(Operations.create, settings, store, scores)
+    ops = await asyncio.to_thread(Operations.create, settings, store, scores, models)
+    scoring.on_batch = ops.metrics.batch_size.observe
     ops.metrics.add(RescoreCollector(lambda: rescorer.progress))
     server = grpc.aio.server(
         interceptors=ops.interceptors(ErrorMappingInterceptor()),

@@ -14,7 +14,8 @@ take the sample's hardware model and, when the catalogue knows it, its nameplate
 Order and idempotency: the key is (miner, timestamp); re-sending it replaces the stored sample (last
 write wins) or, when identical, counts as a duplicate. Late samples are stored in their place. A
 batch whose newest sample is older than `backfill_after_minutes` is a backfill: listeners are told,
-so they do not re-score on it. After every batch, outages are derived for the miners it touched.
+so they do not re-score on it. After every batch, outages are derived for the miners it touched, and
+the acknowledgement says how many samples stay raw and how many retention keeps only as hourly rows.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 
 from server import auth
 from server.config import Settings
-from server.domain import outages, validation
+from server.domain import housekeeping, outages, validation
 from server.domain.catalog import known_model
 from server.errors import FieldViolation, InvalidArgument, MinerNotFound
 from server.records import (
@@ -140,6 +141,11 @@ class Ingest:
             )
         samples = validate_samples(inputs, now=datetime.now(UTC))
         result = await asyncio.to_thread(self._store_batch, inputs, samples)
+        ids = np.array([s.miner_id for s in samples], dtype=object)
+        times = np.array(
+            [s.timestamp.astimezone(UTC).replace(tzinfo=None) for s in samples], "datetime64[us]"
+        )
+        await self._report_retention(result, ids, times)
         touched = result.miner_ids or {s.miner_id for s in samples}
         oldest = min(s.timestamp for s in samples)
         try:
@@ -167,6 +173,7 @@ class Ingest:
             )
         valid = validate_columns(columns, now=datetime.now(UTC))
         result = await asyncio.to_thread(self._store_columns, valid)
+        await self._report_retention(result, valid.miner_id, valid.ts)
         touched = result.miner_ids or set(valid.miner_id.tolist())
         oldest = _utc_ms(int(valid.ts.min().astype(np.int64)))
         try:
@@ -178,6 +185,14 @@ class Ingest:
         for listener in self._listeners:
             listener(touched, backfill)
         return result
+
+    async def _report_retention(self, result: WriteResult, miner_ids: np.ndarray, ts: np.ndarray) -> None:
+        """Fill in which samples of a stored batch stay raw and which only as hourly roll-ups."""
+        hourly = await asyncio.to_thread(
+            housekeeping.retention_report, self._store, self._settings, miner_ids, ts
+        )
+        result.kept_hourly = hourly
+        result.kept_raw = len(miner_ids) - hourly
 
     def _store_columns(self, valid: ValidColumns) -> WriteResult:
         """Like _store_batch for columns: refuse unknown miners (auto-registration off), flag hashrate

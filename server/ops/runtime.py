@@ -1,6 +1,6 @@
 """Security and operations wired for one server: tokens, TLS, interceptors, metrics, audit, limits.
 
-`Operations.create(settings, store, scores)` loads what the settings name (fails fast on a bad tokens
+`Operations.create(settings, store, scores, models)` loads what the settings name (fails fast on a bad tokens
 file or certificate), starts the /metrics endpoint, and hands app.start the interceptors and the
 port binding; `close()` undoes it on stop.
 """
@@ -15,6 +15,7 @@ import grpc
 
 from server.auth import TokenStore
 from server.config import Settings
+from server.domain.active_models import ActiveModels
 from server.domain.scores import LatestScores
 from server.ops.audit import AuditLog
 from server.ops.limits import RateLimiter, SubscriptionSlots
@@ -68,7 +69,9 @@ class Operations:
     metrics_port: int | None = None
 
     @classmethod
-    def create(cls, settings: Settings, store: Store, scores: LatestScores) -> Operations:
+    def create(
+        cls, settings: Settings, store: Store, scores: LatestScores, models: ActiveModels
+    ) -> Operations:
         tokens = TokenStore.load(settings.auth_tokens_file) if settings.auth_tokens_file else None
         if tokens is None:
             log.warning(
@@ -79,7 +82,7 @@ class Operations:
             log.info("authentication on: %d token(s) from %s", len(tokens), settings.auth_tokens_file)
         credentials = server_credentials(settings)
         metrics = Metrics()
-        metrics.add(FleetCollector(store, scores))
+        metrics.add(FleetCollector(store, scores, models, settings))
         operations = cls(
             settings=settings,
             tokens=tokens,

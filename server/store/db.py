@@ -373,9 +373,12 @@ class Store:
         self.add_failures([event])
 
     def add_failures(self, records: Sequence[FailureEvent]) -> None:
-        """Write failure events in one transaction; the same event_id replaces."""
+        """Write failure events in one transaction; the same event_id replaces. Derived outages they
+        supersede are deleted in the same transaction (see outages.superseded_sql)."""
         with self._writer() as cur:
-            events.add_failures(cur, [_with_miner(e, self._resolve(cur, e.miner_id)) for e in records])
+            resolved = [_with_miner(e, self._resolve(cur, e.miner_id)) for e in records]
+            events.add_failures(cur, resolved)
+            outages.drop_superseded(cur, sorted({e.miner_id for e in resolved}))
 
     def list_failures(self, miner_id: str | None = None, limit: int = 100) -> list[FailureEvent]:
         """Failure events, newest first."""
@@ -387,8 +390,11 @@ class Store:
         self.add_planned_states([state])
 
     def add_planned_states(self, records: Sequence[PlannedState]) -> None:
+        """Write planned states in one transaction, deleting the derived outages they supersede."""
         with self._writer() as cur:
-            events.add_planned_states(cur, [_with_miner(s, self._resolve(cur, s.miner_id)) for s in records])
+            resolved = [_with_miner(s, self._resolve(cur, s.miner_id)) for s in records]
+            events.add_planned_states(cur, resolved)
+            outages.drop_superseded(cur, sorted({s.miner_id for s in resolved}))
 
     def list_planned_states(self, miner_id: str | None = None) -> list[PlannedState]:
         """Planned states, oldest start first."""
@@ -448,11 +454,18 @@ class Store:
 
     # ---- retention -------------------------------------------------------------------------------
 
-    def roll_up_samples(self, older_than: datetime) -> tuple[int, int]:
-        """Fold raw samples older than `older_than` (floored to the hour) into samples_hourly and
-        delete them, in one transaction; returns (hourly rows written, raw samples deleted)."""
+    def roll_up_samples(self, retention: timedelta) -> tuple[int, int]:
+        """Fold each miner's raw samples older than its newest sample minus `retention` (floored to
+        the hour) into samples_hourly and delete them, in one transaction; returns (hourly rows
+        written, raw samples deleted)."""
         with self._writer() as cur:
-            return samples.roll_up(cur, older_than)
+            return samples.roll_up(cur, retention)
+
+    def count_past_horizon(self, aliases: np.ndarray, ts: np.ndarray, retention: timedelta) -> int:
+        """How many of these stored samples (miner alias and naive-UTC time per sample) the next
+        retention pass keeps only as hourly rows (see samples.count_past_horizon)."""
+        with self._reader() as cur:
+            return samples.count_past_horizon(cur, aliases, ts, retention)
 
     def read_hourly(self, miner_id: str) -> list[dict[str, object]]:
         """A miner's hourly roll-up rows (see samples.roll_up) as dicts, oldest hour first."""

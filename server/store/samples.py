@@ -12,15 +12,15 @@ Missing readings are NULL (NaN in staged float columns), never 0. `quality` is a
 (set by the store when any of the six metrics is missing), QUALITY_SIMULATED and QUALITY_SENSOR_GLITCH
 (set by the writer: `Sample.quality`, or the `quality` argument of the column path).
 
-Retention: `roll_up` folds raw samples older than a cutoff into `samples_hourly` (one row per miner
-and UTC hour) and deletes them, in one transaction.
+Retention: `roll_up` folds each miner's raw samples older than its newest sample minus the retention
+into `samples_hourly` (one row per miner and UTC hour) and deletes them, in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -297,18 +297,35 @@ def _delta_sql(column: str) -> str:
     )
 
 
-def roll_up(cur: duckdb.DuckDBPyConnection, cutoff: datetime) -> tuple[int, int]:
-    """Fold raw samples older than `cutoff` (floored to a whole UTC hour) into samples_hourly and
-    delete them, inside the caller's transaction; returns (hourly rows written, raw samples deleted).
+def _horizons_sql(retention_s: float) -> str:
+    # Each miner's raw-retention horizon: its newest sample minus the retention, floored to the hour.
+    return (
+        "SELECT miner_id, date_trunc('hour', max(ts) - to_microseconds("
+        f"{int(retention_s * 1_000_000)}::BIGINT)) AS horizon FROM samples"
+    )
 
-    Hours already in samples_hourly (late samples arriving after an earlier roll-up) are merged:
-    counts add, extremes combine, means are weighted by sample count. A rolled hour's first share
-    delta uses the previous raw sample only while it still exists (else NULL).
+
+def roll_up(cur: duckdb.DuckDBPyConnection, retention: timedelta) -> tuple[int, int]:
+    """Fold each miner's raw samples older than its horizon (its newest sample minus `retention`,
+    floored to a whole UTC hour) into samples_hourly and delete them, inside the caller's
+    transaction; returns (hourly rows written, raw samples deleted).
+
+    The age counts from the miner's own data, never from the wall clock, so imported history stays
+    raw however old it is; only a miner's data more than `retention` older than its newest sample
+    is rolled up. Hours already in samples_hourly (late samples arriving after an earlier roll-up)
+    are merged: counts add, extremes combine, means are weighted by sample count. A rolled hour's
+    first share delta uses the previous raw sample only while it still exists (else NULL).
     """
-    hour = to_utc_naive(cutoff).replace(minute=0, second=0, microsecond=0)
-    row = fetch_one(cur, "SELECT count(*) FROM samples WHERE ts < ?", [hour])
+    cur.execute(
+        "CREATE OR REPLACE TEMP TABLE horizons AS "
+        f"{_horizons_sql(retention.total_seconds())} GROUP BY miner_id"
+    )
+    row = fetch_one(
+        cur, "SELECT count(*) FROM samples s JOIN horizons h USING (miner_id) WHERE s.ts < h.horizon"
+    )
     n_old = int(row[0]) if row else 0
     if n_old == 0:
+        cur.execute("DROP TABLE horizons")
         return 0, 0
     cur.execute(
         f"""
@@ -318,7 +335,7 @@ def roll_up(cur: duckdb.DuckDBPyConnection, cutoff: datetime) -> tuple[int, int]
                 power_w, quality, accepted_shares, rejected_shares,
                 lag(accepted_shares) OVER w AS prev_accepted_shares,
                 lag(rejected_shares) OVER w AS prev_rejected_shares
-            FROM samples WHERE ts < $1
+            FROM samples s SEMI JOIN horizons h ON s.miner_id = h.miner_id AND s.ts < h.horizon
             WINDOW w AS (PARTITION BY miner_id ORDER BY ts)
         )
         SELECT miner_id, hour, count(*)::INTEGER AS n_samples,
@@ -331,8 +348,7 @@ def roll_up(cur: duckdb.DuckDBPyConnection, cutoff: datetime) -> tuple[int, int]
             sum({_delta_sql("rejected_shares")})::BIGINT AS rejected_shares_delta,
             bit_or(quality)::UTINYINT AS quality
         FROM d GROUP BY miner_id, hour
-        """,
-        [hour],
+        """
     )
     h, x = "samples_hourly", "excluded"
     merged = [f"n_samples = {h}.n_samples + {x}.n_samples"]
@@ -357,8 +373,33 @@ def roll_up(cur: duckdb.DuckDBPyConnection, cutoff: datetime) -> tuple[int, int]
     row = fetch_one(cur, "SELECT count(*) FROM rolled")
     n_hours = int(row[0]) if row else 0
     cur.execute("DROP TABLE rolled")
-    cur.execute("DELETE FROM samples WHERE ts < ?", [hour])
+    cur.execute("DELETE FROM samples s USING horizons h WHERE s.miner_id = h.miner_id AND s.ts < h.horizon")
+    cur.execute("DROP TABLE horizons")
     return n_hours, n_old
+
+
+def count_past_horizon(
+    cur: duckdb.DuckDBPyConnection, aliases: np.ndarray, ts: np.ndarray, retention: timedelta
+) -> int:
+    """How many of these (already stored) samples, named by any alias of their miner (N,) with their
+    times (N,) as naive UTC datetime64, lie before their miner's raw-retention horizon (see roll_up),
+    so that the next retention pass keeps them only as hourly rows."""
+    cur.register("reported", {"alias": np.asarray(aliases, dtype=object), "ts": ts.astype("datetime64[us]")})
+    row = fetch_one(
+        cur,
+        f"""
+        WITH resolved AS (
+            SELECT a.miner_id, r.ts FROM reported r JOIN miner_aliases a ON a.alias = r.alias
+        ),
+        horizons AS (
+            {_horizons_sql(retention.total_seconds())}
+            WHERE miner_id IN (SELECT DISTINCT miner_id FROM resolved) GROUP BY miner_id
+        )
+        SELECT count(*) FROM resolved r JOIN horizons h USING (miner_id) WHERE r.ts < h.horizon
+        """,
+    )
+    cur.unregister("reported")
+    return int(row[0]) if row else 0
 
 
 def read_hourly(cur: duckdb.DuckDBPyConnection, miner_id: str) -> list[dict[str, object]]:

@@ -165,7 +165,8 @@ class MetricsInterceptor(_Interceptor):
     def _record(self, method: str, started: float, code: str) -> None:
         name = short_method(method)
         self._metrics.requests.labels(name, code).inc()
-        if code != "OK":
+        # The server never ends a call CANCELLED itself: that is a client hanging up (a closed stream).
+        if code not in ("OK", "CANCELLED"):
             self._metrics.errors.labels(name, code).inc()
         self._metrics.latency.labels(name).observe(time.perf_counter() - started)
 

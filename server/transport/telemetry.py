@@ -127,6 +127,8 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             duplicates=result.duplicates,
             miners_registered=result.miners_registered,
             batch_id=request.batch_id,
+            kept_raw=result.kept_raw,
+            kept_hourly=result.kept_hourly,
         )
 
     async def IngestMetrics(
