@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,13 +61,16 @@ def test_the_same_window_and_version_replaces_other_versions_add(tmp_path: Path)
 
 def test_retention_deletes_points_older_than_the_setting(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, risk_history_retention_days=30)
+    now = datetime.now(UTC)
+    old, recent = (
+        replace(_point("10.0.0.1", 0, "v1", r), window_end=now - timedelta(days=d))
+        for r, d in ((0.1, 40), (0.2, 20))
+    )
     with _store(tmp_path) as store:
-        store.write_risk_points(
-            [_point("10.0.0.1", 0, "v1", 0.1), _point("10.0.0.1", 60 * 24 * 20, "v1", 0.2)]
-        )
-        apply_retention(store, settings, now=T0 + timedelta(days=40))
-        (kept,) = store.read_risk_points("10.0.0.1", T0, T0 + timedelta(days=400))
-        assert kept.window_end == T0 + timedelta(days=20)
+        store.write_risk_points([old, recent])
+        apply_retention(store, settings)  # risk points age by the wall clock
+        (kept,) = store.read_risk_points("10.0.0.1", now - timedelta(days=90), now)
+        assert kept.risk_score == 0.2
 
 
 def test_points_survive_reopening_the_store(tmp_path: Path) -> None:
