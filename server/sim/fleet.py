@@ -281,7 +281,9 @@ def _anomalies_and_curtailments(
             chosen = {s for s in first if pick[first[s]] < share}
             if lo > n_steps - int((cfg.demo_fan_hours + 30) * steps_per_hour):
                 chosen.discard(sites[0])
-            members = [m for m in range(n_miners) if sites[m] in chosen and pick[m] < 0.95 + (m == first[sites[m]])]
+            members = [
+                m for m in range(n_miners) if sites[m] in chosen and pick[m] < 0.95 + (m == first[sites[m]])
+            ]
             incidents.append((members, lo, True))
         else:
             incidents.append((np.flatnonzero(pick < share).tolist(), lo, False))

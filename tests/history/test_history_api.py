@@ -200,6 +200,9 @@ def test_risk_history_follows_new_windows_and_not_predictions(history_stack: Sta
     times = [p["time"] for p in points]
     assert times == sorted(times) and times[-1] == sample["timestamp"]
     assert points[-1]["model_version"] == lstm
+    month = _query(start=_iso(datetime.now(UTC) - timedelta(days=30)))  # only start: end is now
+    reply = stack.rest("GET", f"/api/advanced/miners/{DEMO_MINER}/risk-history{month}")
+    assert reply.json()["points"] == points
 
 
 def test_events_timeline_lists_failures_planned_states_and_feedback_in_order(history_stack: Stack) -> None:
