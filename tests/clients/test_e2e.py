@@ -147,9 +147,13 @@ async def test_collector_writes_readings_and_reports_an_outage_once(
                 await asyncio.to_thread(client.write_metrics, [])
             assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED, caught.value
             pytest.skip("server does not implement WriteMetrics yet")
+        models = []
         for miner in miners:
             stored = await asyncio.to_thread(client.get_miner, miner.target)
             assert stored.sample_count == 1
+            models.append(stored.hardware_model)
+        # Each firmware's own replies name the model (stats, devdetails): none registers as "unknown".
+        assert models == ["Antminer S19 Pro", "Antminer S9", "Whatsminer M30S"]
 
         dead = miners[1]
         dead.mode = "close"

@@ -119,4 +119,4 @@ async def test_collector_sends_readings_over_mutual_tls(
     )
     with FleetHealthClient(target, tls=credentials) as client:
         stored = await asyncio.to_thread(client.get_miner, miner.target)
-    assert stored.sample_count == 1
+    assert (stored.sample_count, stored.hardware_model) == (1, "Antminer S9")
