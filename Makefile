@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test protos lint check-protos clean bench
+.PHONY: setup hooks run test protos lint check-protos clean bench
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) hooks
+
+# The commit-msg hook (subjects of at most 72 characters); tests/test_commits.py checks the history too.
+hooks:
+	@sh .githooks/install
 
 run: setup
 	$(VENV)/bin/mining-health-server --with-envoy $(ARGS)
@@ -28,8 +32,8 @@ protos: setup
 	bash protos/generate.sh
 
 lint: setup
-	$(VENV)/bin/ruff check server clients tests bench
-	$(VENV)/bin/ruff format --check server clients tests bench
+	$(VENV)/bin/ruff check server clients tests bench .githooks/commit-msg
+	$(VENV)/bin/ruff format --check server clients tests bench .githooks/commit-msg
 	$(VENV)/bin/mypy server clients
 	npx buf lint
 
