@@ -3,6 +3,7 @@ closed pipes) and completion, against the scripted server."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import signal
@@ -222,3 +223,24 @@ def test_client_certificate_needs_its_key(fake_server: FakeServer) -> None:
     assert result.returncode == 2 and "--cert-file and --key-file go together" in result.stderr
     unreadable = run_cli("--target", fake_server.target, "--ca-file", "/nonexistent/ca.pem", "status")
     assert unreadable.returncode == 2 and "--ca-file /nonexistent/ca.pem: cannot read" in unreadable.stderr
+
+
+def registered_commands() -> list[str]:
+    from clients.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(subparsers.choices)
+
+
+def test_the_issue_commands_are_registered() -> None:
+    assert {"fleet", "models", "activate", "cancel", "failures", "feedback"} <= set(registered_commands())
+
+
+@pytest.mark.parametrize("command", registered_commands())
+def test_every_command_explains_itself_with_an_example_and_the_tls_flags(command: str) -> None:
+    result = run_cli(command, "--help")
+    assert result.returncode == 0
+    assert f"example:\n  mining-health {command}" in result.stdout
+    for flag in ("--target", "--tls", "--ca-file", "--cert-file", "--key-file", "--server-name"):
+        assert flag in result.stdout
