@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 CONSOLE := web/dist/index.html
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup run test protos lint check-protos clean bench console
+.PHONY: setup hooks run test protos lint check-protos clean bench console
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ $(CHROMIUM):
 	command -v apt-get >/dev/null || { echo "install chromium for the browser tests" >&2; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-setup: $(STAMP) $(CONSOLE) $(CHROMIUM)
+setup: $(STAMP) $(CONSOLE) $(CHROMIUM) hooks
+
+# The commit-msg hook (subjects of at most 72 characters); tests/test_commits.py checks the history too.
+hooks:
+	@sh .githooks/install
 
 run: setup
 	$(VENV)/bin/mining-health-server --with-envoy $(ARGS)
@@ -43,8 +47,8 @@ protos: setup
 	npm run --silent generate
 
 lint: setup
-	$(VENV)/bin/ruff check server clients tests bench
-	$(VENV)/bin/ruff format --check server clients tests bench
+	$(VENV)/bin/ruff check server clients tests bench .githooks/commit-msg
+	$(VENV)/bin/ruff format --check server clients tests bench .githooks/commit-msg
 	$(VENV)/bin/mypy server clients
 	$(VENV)/bin/lint-imports --no-logo
 	npx buf lint
