@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test protos lint check-protos clean bench
+.PHONY: setup run test protos lint check-protos clean bench monitoring monitoring-tools
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) monitoring-tools
+
+# Prometheus and Alertmanager (apt, only when missing): the alert tests and `make monitoring` run them.
+monitoring-tools:
+	bash deploy/setup.sh
 
 run: setup
 	$(VENV)/bin/mining-health-server --with-envoy $(ARGS)
@@ -28,9 +32,9 @@ protos: setup
 	bash protos/generate.sh
 
 lint: setup
-	$(VENV)/bin/ruff check server clients tests bench
-	$(VENV)/bin/ruff format --check server clients tests bench
-	$(VENV)/bin/mypy server clients
+	$(VENV)/bin/ruff check server clients tests bench deploy
+	$(VENV)/bin/ruff format --check server clients tests bench deploy
+	$(VENV)/bin/mypy server clients deploy
 	npx buf lint
 
 clean:
@@ -41,3 +45,8 @@ clean:
 bench: setup
 	bash bench/setup.sh
 	$(PY) -m bench.run --out bench/results/perf.md $(ARGS)
+
+# Prometheus (:9090) and Alertmanager (:9093) against a running `make run` (metrics on :9464), alerts
+# printed by a webhook receiver on :9095. FAST=1: 1 s scrapes and evaluations, 3 s alert periods.
+monitoring: setup
+	$(PY) -m deploy.monitoring $(if $(FAST),--fast) $(ARGS)

@@ -229,9 +229,7 @@ class Binary:
 
 def _start(name: str, argv: list[str], run_dir: Path, timeout: float) -> Binary:
     if shutil.which(argv[0]) is None:
-        raise RuntimeError(
-            f"{argv[0]} is not installed: run `make setup` (it runs deploy/setup.sh)"
-        )
+        raise RuntimeError(f"{argv[0]} is not installed: run `make setup` (it runs deploy/setup.sh)")
     log_path = run_dir / f"{name}.log"
     with log_path.open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=run_dir)

@@ -23,10 +23,11 @@ def monitoring_binaries() -> None:
 
 
 def http_json(url: str, body: Any = None, timeout: float = 10) -> Any:
-    """GET (or POST body as JSON) and decode the JSON reply."""
+    """GET (or POST body as JSON) and decode the JSON reply (None when the reply is empty)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
     if data is not None:
         request.add_header("content-type", "application/json")
     with urllib.request.urlopen(request, timeout=timeout) as reply:
-        return json.loads(reply.read())
+        payload = reply.read()
+    return json.loads(payload) if payload else None
