@@ -163,7 +163,7 @@ async def start(settings: Settings) -> App:
     housekeeping = Housekeeping(store, settings)
     housekeeping.start()
 
-    ops = await asyncio.to_thread(Operations.create, settings, store, scores, models)
+    ops = await asyncio.to_thread(Operations.create, settings, store, scores, models, cache)
     scoring.on_batch = ops.metrics.batch_size.observe
     server = grpc.aio.server(
         interceptors=ops.interceptors(ErrorMappingInterceptor()),
