@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 from deploy import monitoring
-from tests.deploy.conftest import requires_binaries
-from tests.harness import start_server
+from tests.deploy.conftest import PROMETHEUS_SERIES, metric_names, requires_binaries
 
 pytestmark = requires_binaries
 
@@ -30,23 +26,6 @@ REQUIRED_ALERTS = {
     "IngestStalled",
     "ScoringServerDown",
 }
-PROMQL_WORDS = {
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "inf",
-    "nan",
-}
-# Series Prometheus makes itself.
-PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds"}
 
 
 def alert_rules() -> list[dict[str, object]]:
@@ -57,51 +36,6 @@ def alert_rules() -> list[dict[str, object]]:
 def recorded_names() -> set[str]:
     groups = yaml.safe_load(monitoring.ALERTS_FILE.read_text())["groups"]
     return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects: identifiers that are not functions, keywords, label
-    names (inside {...} or the parentheses after by/on/...), strings or durations."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    text = re.sub(r"\{[^}]*\}", "", text)
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
-    text = re.sub(r"\[[^\]]*\]", "", text)
-    text = re.sub(r"\boffset\s+\w+", "", text)
-    names = set()
-    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text):
-        rest = text[match.end() :].lstrip()
-        if rest.startswith("("):
-            continue  # a function or aggregation
-        if match.group().lower() in PROMQL_WORDS:
-            continue
-        if match.start() > 0 and text[match.start() - 1].isdigit():
-            continue  # a duration's or number's unit (5m, 1e3)
-        names.add(match.group())
-    return names
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
-    """Every series name the real server's /metrics declares (HELP/TYPE lines, with sample suffixes)."""
-    server = start_server(Path(tmp_path_factory.mktemp("exported")))
-    try:
-        server.app.ops.metrics.set_site_event("north", "power", False)
-        url = f"http://127.0.0.1:{server.app.ops.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            text = reply.read().decode()
-    finally:
-        server.stop()
-    names: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ", 3)
-            suffixes = {
-                "counter": ("_total", "_created"),
-                "histogram": ("_bucket", "_sum", "_count", "_created"),
-                "summary": ("_sum", "_count", "_created"),
-            }.get(kind, ("",))
-            names |= {name + suffix for suffix in suffixes}
-    yield names
 
 
 def test_promtool_accepts_the_rules_file() -> None:
