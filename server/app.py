@@ -203,7 +203,7 @@ async def start(settings: Settings) -> App:
     housekeeping = Housekeeping(store, settings)
     housekeeping.start()
 
-    ops = await asyncio.to_thread(Operations.create, settings, store, scores, models)
+    ops = await asyncio.to_thread(Operations.create, settings, store, scores, models, cache)
     scoring.on_batch = ops.metrics.batch_size.observe
     ops.metrics.add(RescoreCollector(lambda: rescorer.progress))
     server = grpc.aio.server(
