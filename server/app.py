@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -116,18 +116,23 @@ def open_store(settings: Settings) -> Store:
             settings.demo_days,
             settings.demo_seed,
         )
-        # The demo ends at the last midnight UTC, not at the wall clock: the simulator's daily
-        # ambient cycle is tied to the UTC hour, so an end at "now" gave every run a different fleet
-        # (and model, and verdict on the demo miner); ending on a day boundary makes two runs the
-        # same fleet shifted by whole days.
+        # The demo is simulated to end at the last midnight UTC and then moved to end now (floored
+        # to the sample interval): the simulator's daily ambient cycle is tied to the hour of its
+        # own clock, so simulating up to "now" gave every run a different fleet (and model, and
+        # verdict on the demo miner). Simulated at a day boundary, two runs are the same fleet;
+        # moved to now, the demo is live (not stale) and new telemetry extends it. The price: the
+        # demo's daily ambient peak sits at a different UTC hour on each run.
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         fleet = simulate_fleet(
             settings.demo_miners,
             settings.demo_days,
             settings.demo_seed,
             interval_s=settings.sample_interval_s,
-            end=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
+            end=midnight,
         )
-        seed_store(store, fleet)
+        interval = settings.sample_interval_s
+        shift_s = int((datetime.now(UTC) - midnight).total_seconds()) // interval * interval
+        seed_store(store, fleet, shift=timedelta(seconds=shift_s))
     counts = store.counts()
     log.info(
         "store %s: %d miners, %d samples, %d failure events",

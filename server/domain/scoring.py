@@ -273,9 +273,12 @@ class Scoring:
         stacked = [s.values for s in series.values() if len(s)]
         norms: dict[str, float] = {}
         if stacked:
-            values = np.concatenate(stacked)
-            with np.errstate(all="ignore"):
-                medians = np.nanmedian(values, axis=0) if values.size else []
+            values = np.concatenate(stacked)  # (rows, features)
+            # A feature no peer reported (all NaN) has no norm; nanmedian would warn on it.
+            medians = np.full(values.shape[1], np.nan)
+            seen = np.isfinite(values).any(axis=0)
+            if seen.any():
+                medians[seen] = np.nanmedian(values[:, seen], axis=0)
             norms = {
                 name: float(v) for name, v in zip(FEATURE_COLUMNS, medians, strict=False) if math.isfinite(v)
             }
