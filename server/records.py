@@ -135,6 +135,8 @@ class FailureEvent:
     source: EventSource
     repaired_at: datetime | None = None
     note: str = ""
+    repair_source: EventSource = EventSource.UNSPECIFIED
+    """Where repaired_at came from (UNSPECIFIED: as `source`, or unrepaired); see events.py."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,11 @@
 
 Events and states are keyed by their id: writing the same id again replaces the row (last write wins).
 Callers pass resolved miner_ids.
+
+A failure's repair_source says where its repaired_at came from: stored NULL means "as the event's own
+source" (a recorded or simulated repair, a derived outage's end); DERIVED on a recorded failure means
+the server took it from telemetry (see outages.derive_repairs). Read back, it is UNSPECIFIED while
+the event is unrepaired.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 
@@ -25,7 +31,7 @@ def add_failures(cur: duckdb.DuckDBPyConnection, events: Sequence[FailureEvent])
         return
     cur.executemany(
         "INSERT OR REPLACE INTO failure_events (event_id, miner_id, occurred_at, mode, source, repaired_at, "
-        "note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "note, repair_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
             [
                 e.event_id,
@@ -35,33 +41,60 @@ def add_failures(cur: duckdb.DuckDBPyConnection, events: Sequence[FailureEvent])
                 int(e.source),
                 to_utc_naive(e.repaired_at) if e.repaired_at else None,
                 e.note,
+                int(e.repair_source) if e.repaired_at and e.repair_source not in (0, e.source) else None,
             ]
             for e in events
         ],
     )
 
 
+_FAILURE_COLUMNS = "event_id, miner_id, occurred_at, mode, source, repaired_at, note, repair_source"
+
+
+def _failure(row: tuple[Any, ...]) -> FailureEvent:
+    event_id, mid, occurred_at, mode, source, repaired_at, note, repair_source = row
+    return FailureEvent(
+        event_id=str(event_id),
+        miner_id=str(mid),
+        occurred_at=occurred_at.replace(tzinfo=UTC),
+        mode=FailureMode(mode),
+        source=EventSource(source),
+        repaired_at=_utc(repaired_at),
+        note=str(note),
+        repair_source=EventSource(repair_source or source)
+        if repaired_at is not None
+        else EventSource.UNSPECIFIED,
+    )
+
+
+def get_failure(cur: duckdb.DuckDBPyConnection, event_id: str) -> FailureEvent | None:
+    row = cur.execute(
+        f"SELECT {_FAILURE_COLUMNS} FROM failure_events WHERE event_id = ?", [event_id]
+    ).fetchone()
+    return _failure(row) if row else None
+
+
+def set_repair(
+    cur: duckdb.DuckDBPyConnection, event_id: str, repaired_at: datetime, note: str | None
+) -> None:
+    """Record a repair time (a recorded repair: repair_source as the event's own source)."""
+    cur.execute(
+        "UPDATE failure_events SET repaired_at = ?, repair_source = NULL, note = coalesce(?, note) "
+        "WHERE event_id = ?",
+        [to_utc_naive(repaired_at), note, event_id],
+    )
+
+
 def list_failures(cur: duckdb.DuckDBPyConnection, miner_id: str | None, limit: int) -> list[FailureEvent]:
     rows = cur.execute(
-        """
-        SELECT event_id, miner_id, occurred_at, mode, source, repaired_at, note FROM failure_events
+        f"""
+        SELECT {_FAILURE_COLUMNS} FROM failure_events
         WHERE $1::VARCHAR IS NULL OR miner_id = $1
         ORDER BY occurred_at DESC, event_id LIMIT $2
         """,
         [miner_id, limit],
     ).fetchall()
-    return [
-        FailureEvent(
-            event_id=str(event_id),
-            miner_id=str(mid),
-            occurred_at=occurred_at.replace(tzinfo=UTC),
-            mode=FailureMode(mode),
-            source=EventSource(source),
-            repaired_at=_utc(repaired_at),
-            note=str(note),
-        )
-        for event_id, mid, occurred_at, mode, source, repaired_at, note in rows
-    ]
+    return [_failure(row) for row in rows]
 
 
 def add_planned_states(cur: duckdb.DuckDBPyConnection, states: Sequence[PlannedState]) -> None:
