@@ -92,6 +92,27 @@ class SimSettings:
     """Network blips: runs of 1-6 missing samples."""
     reading_drop_rate: float = 0.001
     """Probability that a temperature or fan reading alone is missing (NULL)."""
+    confounders: bool = True
+    """Draw the confounders of server/sim/confounders.py (heat waves, firmware updates, site pool
+    outages, healthy reboots, slow drifts); False gives the fleet without them."""
+    site_pool_outages: bool = True
+    """Fleet-wide pool incidents hit whole sites (site events); False: random miners (older fleets)."""
+    heat_waves_per_fleet_day: float = 0.12
+    """Regional heat waves; each site joins one with probability heat_wave_site_share."""
+    heat_wave_site_share: float = 0.7
+    """Probability that a site is inside a given heat wave."""
+    heat_wave_c: tuple[float, float] = (5.0, 10.0)
+    """Ambient rise of a heat wave, °C."""
+    heat_wave_hours: tuple[float, float] = (4.0, 10.0)
+    """Plateau of a heat wave, hours (plus 1-2 h ramps at both ends)."""
+    firmware_updates_per_site_day: float = 1 / 30
+    """Site-wide firmware updates: reboots, then shifted temperature, fan and power readings."""
+    drifts_per_miner_day: float = 1 / 60
+    """Slow drifts (thermal paste drying over days), each ended by a recorded maintenance."""
+    drift_hours: tuple[float, float] = (36.0, 96.0)
+    """Length of a slow drift, hours."""
+    reboots_per_miner_day: float = 1 / 10
+    """Healthy single reboots (counters reset, minutes without hashing): context, not faults."""
     kinds: dict[str, tuple[int, float, tuple[float, float], tuple[float, float]]] = field(
         default_factory=lambda: dict(FAILURE_KINDS)
     )
