@@ -11,11 +11,11 @@ from datetime import datetime
 
 from server import __version__, auth
 from server.config import Settings
-from server.domain import validation
+from server.domain import liveness, validation
 from server.domain.active_models import ActiveModels, ModelSummary
 from server.domain.scores import LatestScores
 from server.errors import InvalidArgument, MinerNotFound, PermissionDenied
-from server.records import FEATURE_COLUMNS, Miner, MinerScore, RiskLevel, StoreCounts
+from server.records import FEATURE_COLUMNS, Miner, MinerScore, MinerStatus, RiskLevel, StoreCounts
 from server.store import Store
 
 
@@ -38,6 +38,8 @@ class MinerView:
     sample_count: int
     last_seen: datetime | None
     score: MinerScore | None
+    status: MinerStatus = liveness.LIVE
+    """Live, down, stale or recovering (see liveness.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +104,9 @@ class Fleet:
             raise MinerNotFound(miner_id)
         stats = await asyncio.to_thread(self._store.miner_stats)
         count, last_seen = stats.get(miner.miner_id, (0, None))
-        return MinerView(miner, count, last_seen, self._scores.get(miner.miner_id))
+        statuses = liveness.statuses(await asyncio.to_thread(self._store.miner_conditions), self._settings)
+        status = statuses.get(miner.miner_id, liveness.LIVE)
+        return MinerView(miner, count, last_seen, self._scores.get(miner.miner_id), status)
 
     async def upsert_miner(self, miner: Miner) -> MinerView:
         validation.miner_id(miner.miner_id, "miner.miner_id")
@@ -139,6 +143,7 @@ class Fleet:
         after = _decode_token(page_token)
         miners = await asyncio.to_thread(self._store.list_miners)
         stats = await asyncio.to_thread(self._store.miner_stats)
+        statuses = liveness.statuses(await asyncio.to_thread(self._store.miner_conditions), self._settings)
         scores = self._scores.snapshot()
         views = []
         for miner in auth.visible(miners):
@@ -150,8 +155,10 @@ class Fleet:
             if min_risk_level and (score is None or score.risk_level < min_risk_level):
                 continue
             count, last_seen = stats.get(miner.miner_id, (0, None))
-            views.append(MinerView(miner, count, last_seen, score))
-        # Highest risk first, then by id: a total order, so keyset page tokens are stable.
+            status = statuses.get(miner.miner_id, liveness.LIVE)
+            views.append(MinerView(miner, count, last_seen, score, status))
+        # Live miners first, then recovering, down, stale (liveness.RANK); within each, highest risk
+        # first, then by id: a total order, so keyset page tokens are stable.
         views.sort(key=_sort_key)
         start = 0
         if after is not None:
@@ -163,21 +170,24 @@ class Fleet:
         return MinerPage(page, token, len(views))
 
 
-def _sort_key(view: MinerView) -> tuple[float, str]:
+def _sort_key(view: MinerView) -> tuple[int, float, str]:
     risk = view.score.risk_score if view.score else -1.0
-    return (-risk, view.miner.miner_id)
+    return (liveness.RANK[view.status.state], -risk, view.miner.miner_id)
 
 
-def _encode_token(key: tuple[float, str]) -> str:
+def _encode_token(key: tuple[int, float, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
 
 
-def _decode_token(token: str) -> tuple[float, str] | None:
+def _decode_token(token: str) -> tuple[int, float, str] | None:
     if not token:
         return None
     try:
-        risk, miner_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return (float(risk), str(miner_id))
+        key = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if len(key) == 2:  # a token from before miner states: (negated risk, id) among live miners
+            key = [0, *key]
+        rank, risk, miner_id = key
+        return (int(rank), float(risk), str(miner_id))
     except (ValueError, TypeError) as exc:
         raise InvalidArgument.for_field(
             "page_token", "is not a token this server issued; pass next_page_token from the previous page"

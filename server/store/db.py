@@ -24,7 +24,16 @@ import duckdb
 import numpy as np
 
 from server.errors import FailedPrecondition, InvalidArgument, MinerNotFound, Unavailable
-from server.records import FailureEvent, Miner, MinerSeries, PlannedState, Sample, StoreCounts, WriteResult
+from server.records import (
+    FailureEvent,
+    Miner,
+    MinerCondition,
+    MinerSeries,
+    PlannedState,
+    Sample,
+    StoreCounts,
+    WriteResult,
+)
 from server.store import events, features, jobs, miners, outages, samples
 from server.store.migrations import SchemaTooNew, apply_migrations, current_version
 from server.store.sql import fetch_one
@@ -387,6 +396,11 @@ class Store:
             if silent is not None:
                 outages.derive_repairs(cur, miner_ids, silent)
             outages.drop_superseded(cur, miner_ids)
+
+    def miner_conditions(self) -> dict[str, MinerCondition]:
+        """miner_id -> its newest sample, open failure, open outage and last repair (events.py)."""
+        with self._reader() as cur:
+            return events.miner_conditions(cur)
 
     def get_failure(self, event_id: str) -> FailureEvent | None:
         with self._reader() as cur:

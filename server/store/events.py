@@ -18,7 +18,14 @@ from typing import Any
 
 import duckdb
 
-from server.records import EventSource, FailureEvent, FailureMode, PlannedState, PlannedStateKind
+from server.records import (
+    EventSource,
+    FailureEvent,
+    FailureMode,
+    MinerCondition,
+    PlannedState,
+    PlannedStateKind,
+)
 from server.store.samples import to_utc_naive
 
 
@@ -95,6 +102,38 @@ def list_failures(cur: duckdb.DuckDBPyConnection, miner_id: str | None, limit: i
         [miner_id, limit],
     ).fetchall()
     return [_failure(row) for row in rows]
+
+
+def miner_conditions(cur: duckdb.DuckDBPyConnection) -> dict[str, MinerCondition]:
+    """Every miner's newest sample, oldest open recorded failure, open derived outage and newest
+    repair up to its newest sample, in one query."""
+    rows = cur.execute(
+        """
+        WITH seen AS (SELECT miner_id, max(ts) AS last_seen FROM samples GROUP BY miner_id),
+        failed AS (
+            SELECT miner_id, min(occurred_at) AS at, arg_min(mode, occurred_at) AS mode FROM failure_events
+            WHERE repaired_at IS NULL AND source <> $derived GROUP BY miner_id
+        ),
+        outage AS (
+            SELECT miner_id, min(occurred_at) AS at FROM failure_events
+            WHERE repaired_at IS NULL AND source = $derived GROUP BY miner_id
+        ),
+        repaired AS (
+            SELECT f.miner_id, max(f.repaired_at) AS at FROM failure_events f JOIN seen s USING (miner_id)
+            WHERE f.repaired_at IS NOT NULL AND f.repaired_at <= s.last_seen GROUP BY f.miner_id
+        )
+        SELECT m.miner_id, s.last_seen, f.at, f.mode, o.at, r.at
+        FROM miners m LEFT JOIN seen s USING (miner_id) LEFT JOIN failed f USING (miner_id)
+            LEFT JOIN outage o USING (miner_id) LEFT JOIN repaired r USING (miner_id)
+        """,
+        {"derived": int(EventSource.DERIVED)},
+    ).fetchall()
+    return {
+        str(miner_id): MinerCondition(
+            _utc(last_seen), _utc(failed_at), int(mode or 0), _utc(outage_at), _utc(repair)
+        )
+        for miner_id, last_seen, failed_at, mode, outage_at, repair in rows
+    }
 
 
 def add_planned_states(cur: duckdb.DuckDBPyConnection, states: Sequence[PlannedState]) -> None:
