@@ -6,12 +6,12 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from server import __version__, auth
 from server.config import Settings
-from server.domain import liveness, validation
+from server.domain import catalog, liveness, validation
 from server.domain.active_models import ActiveModels, ModelSummary
 from server.domain.scores import LatestScores
 from server.errors import InvalidArgument, MinerNotFound, PermissionDenied
@@ -40,6 +40,8 @@ class MinerView:
     score: MinerScore | None
     status: MinerStatus = liveness.LIVE
     """Live, down, stale or recovering (see liveness.py)."""
+    warnings: tuple[str, ...] = ()
+    """UpsertMiner only: e.g. a hardware model the catalogue does not know."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +125,11 @@ class Fleet:
                     "miner.miner_id: this token may only register or change miners in its own scope",
                     reason="OUT_OF_SCOPE",
                 )
+        miner, warnings = catalog.with_nameplate(miner)  # fills what the record leaves empty
         stored = await asyncio.to_thread(self._store.upsert_miners, [miner])
         if self._on_miner_changed is not None:
             await asyncio.to_thread(self._on_miner_changed, stored)
-        return await self.get_miner(miner.miner_id)
+        return replace(await self.get_miner(miner.miner_id), warnings=warnings)
 
     async def list_miners(
         self,

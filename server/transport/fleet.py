@@ -81,6 +81,7 @@ def miner_to_proto(view: MinerView) -> common_pb2.Miner:
         state=int(view.status.state),
         state_reason=view.status.reason,
         state_since=to_timestamp(view.status.since),
+        warnings=list(view.warnings),
     )
 
 

@@ -13,9 +13,11 @@ here; int32 and double print as JSON numbers, int64/uint64 print as JSON strings
 as RFC 3339 strings in UTC; enums print as their value names; false, 0 and empty values are printed.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -230,6 +232,7 @@ class Miner(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     STATE_REASON_FIELD_NUMBER: _builtins.int
     STATE_SINCE_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     miner_id: _builtins.str
     """The miner's id: its IP address (e.g. "192.168.1.100") or another stable name."""
     hardware_model: _builtins.str
@@ -266,6 +269,12 @@ class Miner(_message.Message):
     def state_since(self) -> _timestamp_pb2.Timestamp:
         """Since when (the failure, the outage, the last sample, the repair); unset when live."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """UpsertMiner only: what the server could not do with the record, e.g. a hardware model the
+        catalogue does not know (accepted; the models then compare the miner with its own median).
+        """
+
     def __init__(
         self,
         *,
@@ -285,10 +294,11 @@ class Miner(_message.Message):
         state: Global___MinerState.ValueType = ...,
         state_reason: _builtins.str = ...,
         state_since: _timestamp_pb2.Timestamp | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen", "state_since", b"state_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hardware_model", b"hardware_model", "is_anomaly", b"is_anomaly", "last_seen", b"last_seen", "mac", b"mac", "make", b"make", "miner_id", b"miner_id", "nominal_hashrate_ths", b"nominal_hashrate_ths", "nominal_power_w", b"nominal_power_w", "risk_level", b"risk_level", "risk_score", b"risk_score", "sample_count", b"sample_count", "serial", b"serial", "site", b"site", "state", b"state", "state_reason", b"state_reason", "state_since", b"state_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hardware_model", b"hardware_model", "is_anomaly", b"is_anomaly", "last_seen", b"last_seen", "mac", b"mac", "make", b"make", "miner_id", b"miner_id", "nominal_hashrate_ths", b"nominal_hashrate_ths", "nominal_power_w", b"nominal_power_w", "risk_level", b"risk_level", "risk_score", b"risk_score", "sample_count", b"sample_count", "serial", b"serial", "site", b"site", "state", b"state", "state_reason", b"state_reason", "state_since", b"state_since", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
