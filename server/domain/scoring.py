@@ -365,7 +365,9 @@ class Scoring:
         scores, skipped = await asyncio.to_thread(self.score_entries, entries)
         selected = [s for s in scores if not min_risk_level or s.risk_level >= min_risk_level]
         # Live miners first by risk; a down, stale or recovering one keeps its last risk, ranked after.
-        conditions = await asyncio.to_thread(self._store.miner_conditions)
+        # The scores' window ends stand in for each miner's newest sample: no scan of every sample.
+        seen = {s.miner_id: s.window_end for s in scores if s.window_end is not None}
+        conditions = await asyncio.to_thread(self._store.miner_conditions, seen)
         statuses = liveness.statuses(conditions, self._settings)
         selected.sort(
             key=lambda s: (

@@ -397,10 +397,10 @@ class Store:
                 outages.derive_repairs(cur, miner_ids, silent)
             outages.drop_superseded(cur, miner_ids)
 
-    def miner_conditions(self) -> dict[str, MinerCondition]:
+    def miner_conditions(self, last_seen: dict[str, datetime] | None = None) -> dict[str, MinerCondition]:
         """miner_id -> its newest sample, open failure, open outage and last repair (events.py)."""
         with self._reader() as cur:
-            return events.miner_conditions(cur)
+            return events.miner_conditions(cur, last_seen)
 
     def get_failure(self, event_id: str) -> FailureEvent | None:
         with self._reader() as cur:

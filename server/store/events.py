@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from server.records import (
     EventSource,
@@ -104,12 +105,25 @@ def list_failures(cur: duckdb.DuckDBPyConnection, miner_id: str | None, limit: i
     return [_failure(row) for row in rows]
 
 
-def miner_conditions(cur: duckdb.DuckDBPyConnection) -> dict[str, MinerCondition]:
+def miner_conditions(
+    cur: duckdb.DuckDBPyConnection, last_seen: dict[str, datetime] | None = None
+) -> dict[str, MinerCondition]:
     """Every miner's newest sample, oldest open recorded failure, open derived outage and newest
-    repair up to its newest sample, in one query."""
+    repair up to its newest sample, in one query. `last_seen` (miner_id -> newest sample time, e.g.
+    from the scores just computed) spares the scan of every sample; miners not in it then have none."""
+    seen = "SELECT miner_id, max(ts) AS last_seen FROM samples GROUP BY miner_id"
+    if last_seen is not None:
+        cur.register(
+            "given_seen",
+            {
+                "miner_id": np.array(list(last_seen), dtype=object),
+                "last_seen": np.array([to_utc_naive(t) for t in last_seen.values()], dtype="datetime64[us]"),
+            },
+        )
+        seen = "SELECT miner_id, last_seen FROM given_seen"
     rows = cur.execute(
-        """
-        WITH seen AS (SELECT miner_id, max(ts) AS last_seen FROM samples GROUP BY miner_id),
+        f"""
+        WITH seen AS ({seen}),
         failed AS (
             SELECT miner_id, min(occurred_at) AS at, arg_min(mode, occurred_at) AS mode FROM failure_events
             WHERE repaired_at IS NULL AND source <> $derived GROUP BY miner_id
