@@ -6,15 +6,17 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from server import __version__, auth
 from server.config import Settings
-from server.domain import catalog, liveness, validation
+from server.domain import liveness, validation
 from server.domain.active_models import ActiveModels, ModelSummary
 from server.domain.scores import LatestScores
 from server.errors import InvalidArgument, MinerNotFound, PermissionDenied
+from server.hardware import known_model
+from server.models.registry import ModelRegistry, ModelVersionInfo
 from server.records import FEATURE_COLUMNS, Miner, MinerScore, MinerStatus, RiskLevel, StoreCounts
 from server.store import Store
 
@@ -28,6 +30,8 @@ class StatusInfo:
     horizon_hours: int
     counts: StoreCounts
     server_version: str
+    not_activated: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """ModelKind -> (newest version, why it is not active) when the newest version is not active."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,7 @@ class Fleet:
         if auth.current().scoped:  # a scoped token learns only about its own miners
             counts = await asyncio.to_thread(self._scoped_counts, counts)
         lstm, autoencoder = self._models.lstm, self._models.autoencoder
+        not_activated = await asyncio.to_thread(self._not_activated)
         return StatusInfo(
             lstm=lstm.summary if lstm else None,
             autoencoder=autoencoder.summary if autoencoder else None,
@@ -84,7 +89,20 @@ class Fleet:
             horizon_hours=self._settings.horizon_hours,
             counts=counts,
             server_version=__version__,
+            not_activated=not_activated,
         )
+
+    def _not_activated(self) -> dict[int, tuple[str, str]]:
+        """Per kind, the newest registered version when it is not the active one, and why."""
+        out: dict[int, tuple[str, str]] = {}
+        newest: dict[int, ModelVersionInfo] = {}
+        for info in ModelRegistry(self._settings.models_dir).list():  # newest first
+            newest.setdefault(int(info.kind), info)
+        for kind, info in newest.items():
+            if not info.active:
+                note = info.promotion_note or "registered; another version is active"
+                out[kind] = (info.version, note)
+        return out
 
     def _scoped_counts(self, counts: StoreCounts) -> StoreCounts:
         visible = {m.miner_id for m in auth.visible(self._store.list_miners())}
@@ -125,7 +143,7 @@ class Fleet:
                     "miner.miner_id: this token may only register or change miners in its own scope",
                     reason="OUT_OF_SCOPE",
                 )
-        miner, warnings = catalog.with_nameplate(miner)  # fills what the record leaves empty
+        miner, warnings = with_nameplate(miner)  # fills what the record leaves empty
         stored = await asyncio.to_thread(self._store.upsert_miners, [miner])
         if self._on_miner_changed is not None:
             await asyncio.to_thread(self._on_miner_changed, stored)
@@ -171,6 +189,25 @@ class Fleet:
         more = start + page_size < len(views)
         token = _encode_token(_sort_key(page[-1])) if page and more else ""
         return MinerPage(page, token, len(views))
+
+
+def with_nameplate(miner: Miner) -> tuple[Miner, tuple[str, ...]]:
+    """A registered miner with the catalogue's model name, make and nameplate figures filled in where
+    the record leaves them empty (0 or ""); values given win. An unknown model is kept as given,
+    with a warning saying so."""
+    catalogued = known_model(miner.hardware_model)
+    if catalogued is None:
+        return miner, (
+            f"hardware_model {miner.hardware_model!r} is not in the catalogue: make and nominal hashrate "
+            "and power stay as given (0 = unknown), and the models compare the miner with its own median",
+        )
+    return replace(
+        miner,
+        hardware_model=catalogued.name,
+        make=miner.make or catalogued.make,
+        nominal_hashrate_ths=miner.nominal_hashrate_ths or catalogued.hashrate_ths,
+        nominal_power_w=miner.nominal_power_w or catalogued.power_w,
+    ), ()
 
 
 def _sort_key(view: MinerView) -> tuple[int, float, str]:

@@ -5,7 +5,9 @@ are folded into `samples_hourly` (one row per miner and UTC hour: means, extreme
 deltas, OR-ed quality) and deleted, every `retention_interval_s`. The age counts from the data, not
 the wall clock, so history imported for training is never removed by the clock; every write reports
 which of its samples fall past that horizon (`retention_report`). Features and training read raw
-samples only, so they see the retention window; the hourly table keeps the long history for reports.
+samples only, so they see the retention window; the hourly table keeps the long history for reports
+and the telemetry history. Risk-history points older than `risk_history_retention_days` (wall clock)
+are deleted on the same schedule.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -36,6 +38,10 @@ def apply_retention(store: Store, settings: Settings) -> tuple[int, int]:
             settings.raw_retention_days,
             hours,
         )
+    points_cutoff = datetime.now(UTC) - timedelta(days=settings.risk_history_retention_days)
+    points = store.prune_risk_points(points_cutoff)
+    if points:
+        log.info("retention: %d risk-history points before %s deleted", points, points_cutoff)
     return hours, deleted
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from server.errors import FailedPrecondition, InvalidArgument, MinerNotFound, Unavailable
 from server.records import (
+    BoardReading,
     FailureEvent,
     Miner,
     MinerCondition,
@@ -34,7 +35,7 @@ from server.records import (
     StoreCounts,
     WriteResult,
 )
-from server.store import events, features, jobs, miners, outages, samples
+from server.store import events, features, history, jobs, miners, outages, samples
 from server.store.migrations import SchemaTooNew, apply_migrations, current_version
 from server.store.sql import fetch_one
 
@@ -257,15 +258,19 @@ class Store:
         board_hashrate_ths: np.ndarray | None = None,
         board_temperature_c: np.ndarray | None = None,
         fan_speeds_rpm: np.ndarray | None = None,
+        board_readings: Sequence[Sequence[BoardReading]] | None = None,
+        fan_readings: Sequence[Sequence[float]] | None = None,
         quality: int | np.ndarray = 0,  # one flag for the batch, or one per row
         auto_register: bool = True,
         default_hardware_model: str = "unknown",
+        identities: Mapping[str, Miner] | None = None,
     ) -> WriteResult:
         """Column-oriented write, same semantics as write_samples, much faster.
 
         All arrays have N rows: miner_id (N,) str, ts (N,) datetime64 UTC, metrics (N,) float with NaN
         for missing (share counters are cumulative, as float or int); optional per-board (N, B) and
-        per-fan (N, K) float arrays. quality is OR-ed into every row (e.g. QUALITY_SIMULATED).
+        per-fan (N, K) float arrays, or ragged per-sample board_readings and fan_readings (N lists).
+        quality is OR-ed into every row (e.g. QUALITY_SIMULATED). identities as in write_samples.
         """
         batch = samples.stage_columns(
             np.asarray(miner_id),
@@ -282,10 +287,12 @@ class Store:
             board_hashrate_ths=board_hashrate_ths,
             board_temperature_c=board_temperature_c,
             fan_speeds_rpm=fan_speeds_rpm,
+            board_readings=board_readings,
+            fan_readings=fan_readings,
         )
         if len(batch) == 0:
             return WriteResult()
-        return self._write(batch, auto_register, default_hardware_model)
+        return self._write(batch, auto_register, default_hardware_model, identities)
 
     def _write(
         self,
@@ -512,6 +519,41 @@ class Store:
         """A miner's hourly roll-up rows (see samples.roll_up) as dicts, oldest hour first."""
         with self._reader() as cur:
             return samples.read_hourly(cur, self._resolve(cur, miner_id))
+
+    # ---- history ---------------------------------------------------------------------------------
+
+    def write_risk_points(self, points: Sequence[history.RiskPoint]) -> int:
+        """Store risk points in one transaction (the same (miner, window end, version) replaces)."""
+        if not points:
+            return 0
+        with self._writer() as cur:
+            return history.write_risk_points(cur, points)
+
+    def read_risk_points(self, miner_id: str, start: datetime, end: datetime) -> list[history.RiskPoint]:
+        """A miner's risk points with start <= window end < end, oldest first."""
+        with self._reader() as cur:
+            return history.read_risk_points(cur, self._resolve(cur, miner_id), start, end)
+
+    def prune_risk_points(self, before: datetime) -> int:
+        """Delete risk points whose window ended before `before`; returns how many."""
+        with self._writer() as cur:
+            return history.prune_risk_points(cur, before)
+
+    def miner_newest_sample(self, miner_id: str) -> datetime | None:
+        """The time of a miner's newest raw sample (UTC), or None when it has none."""
+        with self._reader() as cur:
+            row = fetch_one(
+                cur, "SELECT max(ts) FROM samples WHERE miner_id = ?", [self._resolve(cur, miner_id)]
+            )
+        return _utc(row[0]) if row else None
+
+    def read_telemetry(
+        self, miner_id: str, start: datetime, end: datetime, step_s: int
+    ) -> history.TelemetryRows:
+        """A miner's raw readings and features per step in [start, end), one query (see history.py)."""
+        with self._reader() as cur:
+            resolved = self._resolve(cur, miner_id)
+            return history.read_telemetry(cur, resolved, start, end, step_s, self._sample_interval_s)
 
     # ---- training jobs ---------------------------------------------------------------------------
 
