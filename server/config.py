@@ -72,13 +72,15 @@ class Settings(BaseSettings):
     backfill_after_minutes: float = Field(60.0, gt=0)
     """A batch whose newest sample is older than this is a backfill: stored, but no re-scoring."""
     outage_after_minutes: float = Field(30.0, gt=0)
-    """Derived outages: no hashrate (zero or no samples) for longer than this is an outage event."""
+    """Silence: no hashrate (zero or no samples) for longer than this is a derived outage, and a miner
+    this far behind the fleet's newest sample is listed STALE (ScoreFleet, ListMiners)."""
     outage_lookback_hours: float = Field(6.0, gt=0)
     """Derived outages: how far before a batch (or before the newest sample) each scan looks."""
     outage_scan_interval_s: float = Field(300.0, ge=0)
     """Seconds between fleet-wide outage scans (catches miners that went silent); 0 turns it off."""
     raw_retention_days: float = Field(90.0, gt=0)
-    """Raw samples older than this are rolled up into hourly rows (samples_hourly) and deleted."""
+    """Raw samples this much older than their miner's newest sample are rolled up into hourly rows
+    (samples_hourly) and deleted; the age counts from the data, never the wall clock."""
     retention_interval_s: float = Field(3600.0, ge=0)
     """Seconds between retention roll-ups; 0 turns them off."""
     risk_history: bool = True

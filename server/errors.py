@@ -72,6 +72,16 @@ class MinerNotFound(NotFound):
         )
 
 
+class EventNotFound(NotFound):
+    reason = "EVENT_NOT_FOUND"
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(
+            f"event_id: no failure event {event_id[:64]!r}; list them with GET /api/advanced/failures",
+            metadata={"event_id": event_id[:64]},
+        )
+
+
 class FailedPrecondition(DomainError):
     """The system is not in a state that allows the call."""
 

@@ -38,7 +38,7 @@ import numpy as np
 from server import auth
 from server.config import Settings
 from server.domain import housekeeping, outages, validation
-from server.errors import FieldViolation, InvalidArgument, MinerNotFound
+from server.errors import EventNotFound, FieldViolation, InvalidArgument, MinerNotFound
 from server.hardware import known_model
 from server.records import (
     PLAUSIBLE_FAN_RPM,
@@ -242,8 +242,36 @@ class Ingest:
             repaired_at=repaired_at,
             note=note[:1000],
         )
-        await asyncio.to_thread(self._store.add_failure, event)
-        return event
+        # An unrepaired failure gets the repair its telemetry already shows (marked derived).
+        silent = timedelta(minutes=self._settings.outage_after_minutes)
+        return await asyncio.to_thread(self._store.add_failure, event, silent=silent)
+
+    async def record_repair(self, event_id: str, repaired_at: datetime | None, note: str) -> FailureEvent:
+        """Add (or correct) the repair time of a failure recorded earlier; it replaces a derived one."""
+        event = await asyncio.to_thread(self._store.get_failure, event_id) if event_id else None
+        if event is None:
+            raise EventNotFound(event_id)
+        try:
+            await self._known_miner(event.miner_id)
+        except MinerNotFound as exc:  # out of the caller's scope: the event reads as absent
+            raise EventNotFound(event_id) from exc
+        if event.source == EventSource.DERIVED:
+            raise InvalidArgument.for_field(
+                "event_id", "is a derived outage; it is closed by the miner's telemetry, not by a repair"
+            )
+        repaired_at = repaired_at or datetime.now(UTC)
+        if repaired_at < event.occurred_at:
+            raise InvalidArgument.for_field(
+                "repaired_at", f"must not be before the failure's occurred_at {event.occurred_at.isoformat()}"
+            )
+        if repaired_at > datetime.now(UTC) + MAX_FUTURE:
+            raise InvalidArgument.for_field("repaired_at", f"{repaired_at.isoformat()} is in the future")
+        stored = await asyncio.to_thread(
+            self._store.record_repair, event_id, repaired_at, note[:1000] or None
+        )
+        if stored is None:  # deleted meanwhile
+            raise EventNotFound(event_id)
+        return stored
 
     async def list_failures(self, miner_id: str, page_size: int) -> list[FailureEvent]:
         if not 0 <= page_size <= 1000:

@@ -11,14 +11,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from server import auth
 from server.config import Settings
-from server.domain import validation
+from server.domain import liveness, validation
 from server.domain.active_models import ActiveModels, Loaded
 from server.domain.anomaly_decision import (
     DEFAULT_DECISION,
@@ -38,7 +38,15 @@ from server.errors import InsufficientHistory, InvalidArgument, MinerNotFound, M
 from server.models.explain import RiskFactor
 from server.models.features import history_rows
 from server.models.inference import AnomalyScorer, FailureRiskPredictor, WindowBatch
-from server.records import FEATURE_COLUMNS, FailureMode, Miner, MinerScore, MinerSeries, RiskLevel
+from server.records import (
+    FEATURE_COLUMNS,
+    FailureMode,
+    Miner,
+    MinerScore,
+    MinerSeries,
+    MinerStatus,
+    RiskLevel,
+)
 from server.store import Store
 
 MAX_DETECT_RANGE = timedelta(days=7)
@@ -104,6 +112,8 @@ class FleetScores:
     miners_scored: int
     miners_skipped: int
     elapsed_ms: float
+    statuses: dict[str, MinerStatus] = field(default_factory=dict)
+    """miner_id -> its state (live, down, stale, recovering) for each score; see liveness.py."""
 
 
 def _history(model: FailureRiskPredictor | AnomalyScorer) -> int:
@@ -495,12 +505,25 @@ class Scoring:
         ]
         scores, skipped = await asyncio.to_thread(self.score_entries, entries)
         selected = [s for s in scores if not min_risk_level or s.risk_level >= min_risk_level]
-        selected.sort(key=lambda s: (-s.risk_score, s.miner_id))
+        # Live miners first by risk; a down, stale or recovering one keeps its last risk, ranked after.
+        # The scores' window ends stand in for each miner's newest sample: no scan of every sample.
+        seen = {s.miner_id: s.window_end for s in scores if s.window_end is not None}
+        conditions = await asyncio.to_thread(self._store.miner_conditions, seen)
+        statuses = liveness.statuses(conditions, self._settings)
+        selected.sort(
+            key=lambda s: (
+                liveness.RANK[statuses.get(s.miner_id, liveness.LIVE).state],
+                -s.risk_score,
+                s.miner_id,
+            )
+        )
+        top = tuple(selected[: top_k or 100])
         return FleetScores(
-            scores=tuple(selected[: top_k or 100]),
+            scores=top,
             miners_scored=len(scores),
             miners_skipped=skipped,
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
+            statuses={s.miner_id: statuses.get(s.miner_id, liveness.LIVE) for s in top},
         )
 
     def _entries_from_store(self) -> list[tuple[Miner, MinerSeries]]:

@@ -78,6 +78,10 @@ def miner_to_proto(view: MinerView) -> common_pb2.Miner:
         risk_score=score.risk_score if score else 0.0,
         risk_level=int(score.risk_level) if score else 0,
         is_anomaly=score.is_anomaly if score else False,
+        state=int(view.status.state),
+        state_reason=view.status.reason,
+        state_since=to_timestamp(view.status.since),
+        warnings=list(view.warnings),
     )
 
 

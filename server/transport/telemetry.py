@@ -1,4 +1,4 @@
-"""TelemetryService servicer: WriteMetrics, IngestMetrics, RecordFailure, ListFailures,
+"""TelemetryService servicer: WriteMetrics, IngestMetrics, RecordFailure, RecordRepair, ListFailures,
 SetPlannedState, RecordFeedback."""
 
 from __future__ import annotations
@@ -169,6 +169,14 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         )
         return failure_to_proto(event)
 
+    async def RecordRepair(
+        self, request: telemetry_pb2.RecordRepairRequest, context: grpc.aio.ServicerContext
+    ) -> telemetry_pb2.FailureEvent:
+        event = await self._ingest.record_repair(
+            request.event_id, from_timestamp(request, "repaired_at"), request.note
+        )
+        return failure_to_proto(event)
+
     async def ListFailures(
         self, request: telemetry_pb2.ListFailuresRequest, context: grpc.aio.ServicerContext
     ) -> telemetry_pb2.ListFailuresResponse:
@@ -218,6 +226,7 @@ def failure_to_proto(event: FailureEvent) -> telemetry_pb2.FailureEvent:
         source=int(event.source),
         repaired_at=to_timestamp(event.repaired_at),
         note=event.note,
+        repair_source=int(event.repair_source),
     )
 
 
