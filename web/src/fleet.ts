@@ -195,7 +195,7 @@ export function renderFleet(main: HTMLElement): () => void {
       ),
       tbody,
     );
-    const wrap = h("div", { class: "table-wrap" }, table);
+    const wrap = h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Miners" }, table);
     target.replaceChildren(wrap);
     if (more) {
       target.append(
