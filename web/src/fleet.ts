@@ -155,6 +155,10 @@ export function renderFleet(main: HTMLElement): () => void {
       summary.textContent = `Showing ${limit} of ${visible.length} matching miners (${all.length} in the fleet), riskiest first.`;
       renderTable(body, visible.slice(0, limit), visible.length > limit, changed);
     }
+    // Timings a person can read in DevTools (and bench/console_timing.py reads): the first full
+    // render after navigation, and each render that shows a live update.
+    if (!performance.getEntriesByName("fleet-rendered").length) performance.mark("fleet-rendered");
+    if (changed) performance.mark("fleet-live-rendered", { detail: changed });
   }
 
   function renderTable(target: HTMLElement, rows: MinerRow[], more: boolean, changed: string[] | null): void {
