@@ -411,3 +411,32 @@ class FleetCollector(Collector):
         yield epoch
         yield loss
         yield state
+
+
+class RescoreCollector(Collector):
+    """Fleet rescoring after a model became active: progress of the latest run, computed on scrape."""
+
+    def __init__(self, progress: Callable[[], Any]) -> None:
+        self._progress = progress  # () -> server.domain.rescoring.RescoreProgress
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        p = self._progress()
+        yield GaugeMetricFamily(
+            "mfh_rescore_running", "1 while the fleet is being re-scored.", value=int(p.running)
+        )
+        yield GaugeMetricFamily(
+            "mfh_rescore_miners_total", "Miners the latest fleet rescoring covers.", value=p.miners_total
+        )
+        yield GaugeMetricFamily(
+            "mfh_rescore_miners_done",
+            "Miners the latest fleet rescoring has done so far.",
+            value=p.miners_done,
+        )
+        yield GaugeMetricFamily(
+            "mfh_rescore_runs", "Fleet rescorings finished since start (model changes).", value=p.runs
+        )
+        yield GaugeMetricFamily(
+            "mfh_rescore_last_duration_seconds",
+            "Wall time of the latest fleet rescoring.",
+            value=p.last_duration_s,
+        )

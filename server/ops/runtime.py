@@ -1,8 +1,9 @@
-"""Security and operations wired for one server: tokens, TLS, interceptors, metrics, audit, limits.
+"""Security and operations wired for one server: tokens, TLS, metrics, audit, limits.
 
-`Operations.create(settings, store, scores, models)` loads what the settings name (fails fast on a bad tokens
-file or certificate), starts the /metrics endpoint, and hands app.start the interceptors and the
-port binding; `close()` undoes it on stop.
+`Operations.create(settings, store, scores, models)` loads what the settings name (fails fast on a bad
+tokens file or certificate), starts the /metrics endpoint, and hands app.start the plain services that
+the transport's interceptors call (app.py assembles the chain) and the port binding; `close()` undoes
+it. Ops is a layer below the transport: it never imports it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,6 @@ from server.ops.audit import AuditLog
 from server.ops.limits import RateLimiter, SubscriptionSlots
 from server.ops.metrics import FleetCollector, Metrics
 from server.store import Store
-from server.transport.interceptors import (
-    AuditInterceptor,
-    AuthInterceptor,
-    LimitsInterceptor,
-    MetricsInterceptor,
-)
 
 log = logging.getLogger("server.security")
 
@@ -104,16 +99,6 @@ class Operations:
                 "Prometheus metrics on http://%s:%d/metrics", settings.metrics_host, operations.metrics_port
             )
         return operations
-
-    def interceptors(self, error_mapping: grpc.aio.ServerInterceptor) -> list[grpc.aio.ServerInterceptor]:
-        """All interceptors in order, outermost first, around the error-mapping one."""
-        return [
-            MetricsInterceptor(self.metrics),
-            error_mapping,
-            AuthInterceptor(self.tokens, self.audit),
-            AuditInterceptor(self.audit),
-            LimitsInterceptor(self.limiter, self.metrics),
-        ]
 
     def add_port(self, server: grpc.aio.Server, address: str) -> int:
         """Binds the gRPC port, with TLS when configured; returns the port."""

@@ -29,6 +29,7 @@ from server.errors import DomainError, PermissionDenied, RateLimited, Unauthenti
 from server.ops.audit import AuditLog
 from server.ops.limits import RateLimiter
 from server.ops.metrics import Metrics
+from server.transport.codes import grpc_code
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ REQUIRED_ROLE: dict[str, Role] = {
         "TrainingService/CancelTrainJob": Role.TRAINER,
         "TrainingService/ListModels": Role.READER,
         "TrainingService/ActivateModel": Role.TRAINER,
+        "HistoryService/GetMinerTelemetry": Role.READER,
+        "HistoryService/GetMinerRiskHistory": Role.READER,
+        "HistoryService/ListMinerEvents": Role.READER,
     }.items()
 }
 
@@ -377,7 +381,7 @@ class AuditInterceptor(_Interceptor):
             try:
                 response = await behavior(request, context)
             except DomainError as exc:
-                self._write(method, request, None, exc.code.name)
+                self._write(method, request, None, grpc_code(exc).name)
                 raise
             self._write(method, request, response, "OK")
             return response
@@ -391,7 +395,7 @@ class AuditInterceptor(_Interceptor):
                     self._write(method, request, response, "OK")
                     yield response
             except DomainError as exc:
-                self._write(method, request, None, exc.code.name)
+                self._write(method, request, None, grpc_code(exc).name)
                 raise
 
         return wrapped
