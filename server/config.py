@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=-1, le=65535)
     """Prometheus /metrics port; 0 picks a free one, -1 turns the endpoint off."""
     per_miner_metrics: bool = True
-    """Export per-miner series on /metrics (risk, anomaly, staleness, planned state): one per miner."""
+    """Export per-miner series on /metrics (risk, anomaly, staleness, planned state, readings)."""
     audit_log_file: Path | None = None
     """Audit log (JSON lines: who trained, cancelled, activated, wrote); unset = data_dir/audit.log."""
     expensive_calls_per_minute: float = Field(30.0, gt=0)

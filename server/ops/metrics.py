@@ -54,7 +54,6 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 # Store reads behind the gauges (last sample per miner, miner records, planned states, feedback)
 # are cached this long, so frequent scrapes stay cheap.
 STORE_READ_TTL_S = 30.0
-STALENESS_TTL_S = STORE_READ_TTL_S
 MINER_LABELS = ["miner_id", "site", "hardware_model"]
 FEEDBACK_WINDOW = 10_000  # newest verdicts read for the live precision
 # Latest readings exported per miner (feature column -> unit), for the dashboard's one-miner view.
