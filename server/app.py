@@ -20,8 +20,10 @@ from mining.analytics.v1alpha1 import (
     training_pb2_grpc,
 )
 
+from server import auth
 from server.config import Settings
 from server.domain import train_worker
+from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels
 from server.domain.feature_cache import FeatureCache
 from server.domain.feedback import FeedbackLog
@@ -45,6 +47,8 @@ from server.transport.telemetry import TelemetryServicer
 from server.transport.training import TrainingServicer
 
 log = logging.getLogger(__name__)
+
+MAX_METADATA_BYTES = 64 * 1024
 
 SERVICE_NAMES = (
     fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
@@ -139,7 +143,8 @@ async def start(settings: Settings) -> App:
     store = await asyncio.to_thread(open_store, settings)
     models = ActiveModels()
     scores = LatestScores()
-    admin = ModelsAdmin(ModelRegistry(settings.models_dir), models)
+    registry = ModelRegistry(settings.models_dir)
+    admin = ModelsAdmin(registry, models)
     await asyncio.to_thread(admin.reload)
     jobs = TrainingJobs(
         store,
@@ -155,13 +160,15 @@ async def start(settings: Settings) -> App:
     )
     await asyncio.to_thread(cache.rebuild)
     hub = ScoreHub(queue_size=settings.subscriber_queue)
-    scoring = Scoring(store, models, scores, settings, cache)
-    ingest = Ingest(store, settings)
+    access = MinerAccess(store)  # the one miner-access rule, shared by every service below
+    scoring = Scoring(store, models, scores, settings, cache, access=access)
+    ingest = Ingest(store, settings, access=access)
     rescorer = Rescorer(cache, scoring, models, hub, settings.rescore_interval_ms / 1000.0)
     ingest.add_listener(rescorer.on_ingest)
-    rescorer.start()
     housekeeping = Housekeeping(store, settings)
-    housekeeping.start()
+    with auth.acting_as(auth.SYSTEM):  # background tasks copy this context: they act as the server
+        rescorer.start()
+        housekeeping.start()
 
     ops = await asyncio.to_thread(Operations.create, settings, store, scores)
     server = grpc.aio.server(
@@ -169,16 +176,28 @@ async def start(settings: Settings) -> App:
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
+            # Above Envoy's 60 KiB request-header cap: an overlong id in a REST path (Envoy passes the
+            # path on as x-envoy-original-path) reaches validation and answers 400, not a 429 from
+            # grpc core's 8/16 KiB default metadata limits.
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
         ],
     )
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(
-        FleetServicer(Fleet(store, models, scores, settings, on_miner_changed=cache.refresh)), server
+        FleetServicer(Fleet(store, models, scores, settings, on_miner_changed=cache.refresh, access=access)),
+        server,
     )
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
         ScoringServicer(scoring, hub, ops.subscriptions), server
     )
     telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
-        TelemetryServicer(ingest, FeedbackLog(store, models)), server
+        TelemetryServicer(
+            ingest,
+            FeedbackLog(
+                store, models, access=access, known_versions=lambda: [v.version for v in registry.list()]
+            ),
+        ),
+        server,
     )
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs, admin), server)
 

@@ -30,11 +30,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from server import auth
 from server.config import Settings
 from server.domain import outages, validation
+from server.domain.access import MinerAccess
 from server.domain.catalog import known_model
-from server.errors import FieldViolation, InvalidArgument, MinerNotFound
+from server.errors import FieldViolation, InvalidArgument
 from server.records import (
     PLAUSIBLE_FAN_RPM,
     PLAUSIBLE_HASHRATE_FACTOR,
@@ -53,12 +53,7 @@ from server.store import QUALITY_SENSOR_GLITCH, Store
 log = logging.getLogger(__name__)
 
 # Physical bounds beyond any sensor's range: values outside are errors, not data.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "hashrate_ths": (0.0, 10_000.0),
-    "temperature_c": (-60.0, 200.0),
-    "fan_speed_rpm": (0.0, 50_000.0),
-    "power_w": (0.0, 100_000.0),
-}
+BOUNDS = validation.READING_BOUNDS
 MAX_FUTURE = timedelta(minutes=10)
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
 OLDEST = datetime(2009, 1, 3, tzinfo=UTC)  # nothing mined before the genesis block
@@ -120,9 +115,10 @@ class ValidColumns:
 class Ingest:
     """Validates and stores telemetry, failure events and planned states."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, access: MinerAccess | None = None) -> None:
         self._store = store
         self._settings = settings
+        self._access = access or MinerAccess(store)
         self._listeners: list[Listener] = []
 
     def add_listener(self, listener: Listener) -> None:
@@ -185,11 +181,11 @@ class Ingest:
         auto_register = self._settings.auto_register_miners
         given, row_miner = np.unique(valid.miner_id, return_inverse=True)  # (M,), (N,) -> index in given
         known = self._store.lookup_miners([str(m) for m in given])
-        principal = auth.current()
+        scoped = self._access.scoped()
         refused: dict[int, str] = {}  # index in given -> why its rows are refused
         for k, miner_id in enumerate(given.tolist()):
             miner = known.get(miner_id)
-            if principal.scoped and (miner is None or not principal.can_see(miner)):
+            if scoped and not self._access.allows(miner):
                 # A token scoped to some miners writes only those; others read as unknown.
                 refused[k] = f"unknown miner {miner_id!r} for this token"
             elif miner is None and not auto_register:
@@ -236,13 +232,16 @@ class Ingest:
         violations: list[FieldViolation] = []
         flagged: list[Sample] = []
         identities = _identities(inputs)
-        principal = auth.current()
+        scoped = self._access.scoped()
         for index, (item, sample) in enumerate(zip(inputs, samples, strict=True)):
             identity = identities.get(item.miner_id)
             aliases = (identity.serial, identity.mac) if identity else ()
             miner = next((known[k] for k in (*aliases, item.miner_id) if k in known), None)
-            if principal.scoped and (miner is None or not principal.can_see(miner)):
-                # A token scoped to some miners writes only those; others read as unknown.
+            if scoped and not (
+                self._access.allows(miner) and self._access.may_claim((*aliases, item.miner_id), known)
+            ):
+                # A token scoped to some miners writes only those, and never claims another miner's id,
+                # serial or MAC as an alias; others read as unknown.
                 violations.append(
                     FieldViolation(
                         f"samples[{index}].miner_id", f"unknown miner {item.miner_id!r} for this token"
@@ -297,8 +296,7 @@ class Ingest:
             raise InvalidArgument.for_field("page_size", "must be between 0 and 1000 (0 = 100)")
         if miner_id:
             miner_id = await self._known_miner(miner_id)
-        elif auth.current().scoped:  # a scoped token lists only its miners' failures
-            visible = {m.miner_id for m in auth.visible(await asyncio.to_thread(self._store.list_miners))}
+        elif (visible := await self._access.visible_ids()) is not None:  # a scoped token: its miners only
             events = await asyncio.to_thread(self._store.list_failures, None, 10_000_000)
             return [e for e in events if e.miner_id in visible][: page_size or 100]
         return await asyncio.to_thread(self._store.list_failures, miner_id or None, page_size or 100)
@@ -318,11 +316,7 @@ class Ingest:
         return state
 
     async def _known_miner(self, miner_id: str) -> str:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
-        return miner.miner_id
+        return (await self._access.resolve(miner_id)).miner_id  # out of scope reads as absent
 
 
 def validate_samples(inputs: Sequence[SampleInput], *, now: datetime) -> list[Sample]:
@@ -371,6 +365,7 @@ def validate_samples(inputs: Sequence[SampleInput], *, now: datetime) -> list[Sa
                 violations.append(
                     FieldViolation(f"{where}.fan_speeds_rpm[{fan_index}]", f"{rpm} is not a possible RPM")
                 )
+        violations.extend(validation.boards(item.boards, where))
         violations.extend(_identity_violations(item, index, first_seen))
         if len(violations) == bad and item.timestamp is not None:
             samples.append(
@@ -507,7 +502,13 @@ def _identity_violations(
 ) -> list[FieldViolation]:
     """Malformed serial or MAC, or one that contradicts an earlier sample of the same miner_id."""
     where = f"samples[{index}]"
-    violations: list[FieldViolation] = []
+    violations: list[FieldViolation] = [
+        v
+        for name in ("hardware_model", "serial", "mac")
+        if (v := validation.text(getattr(item, name), f"{where}.{name}"))
+    ]
+    if violations:
+        return violations
     if item.serial:
         try:
             validation.miner_id(item.serial.strip(), f"{where}.serial")

@@ -336,7 +336,7 @@ _AUDITED: dict[str, tuple[str, Callable[[Any], dict[str, Any]], Callable[[Any], 
         "FleetService/UpsertMiner": (
             "upsert_miner",
             lambda q: {"miner_id": q.miner.miner_id},
-            lambda r: {},
+            lambda r: {"changed_miner_id": r.miner_id},  # the path id may alias another miner
         ),
     }.items()
 }
