@@ -61,6 +61,12 @@ class Metrics:
         self.rate_limited = Counter(
             "mfh_rate_limited", "Calls refused by the per-client rate limit.", ["method"], registry=r
         )
+        self.refused = Counter(
+            "mfh_refused_calls",
+            "Calls refused before they ran (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED).",
+            ["outcome"],
+            registry=r,
+        )
         self._http: Any = None
         self._http_thread: threading.Thread | None = None
 

@@ -16,7 +16,7 @@ import grpc
 from server.auth import TokenStore
 from server.config import Settings
 from server.domain.scores import LatestScores
-from server.ops.audit import AuditLog
+from server.ops.audit import AuditLog, RefusalLog
 from server.ops.limits import RateLimiter, SubscriptionSlots
 from server.ops.metrics import FleetCollector, Metrics
 from server.store import Store
@@ -66,6 +66,8 @@ class Operations:
     """The cap on concurrent subscriptions: SubscribeScores holds a slot with `subscriptions.hold()`."""
     credentials: grpc.ServerCredentials | None
     metrics_port: int | None = None
+    refusals: RefusalLog | None = None
+    """Refused calls: counted, logged and audited at most once a minute per client."""
 
     @classmethod
     def create(cls, settings: Settings, store: Store, scores: LatestScores) -> Operations:
@@ -89,6 +91,9 @@ class Operations:
             subscriptions=SubscriptionSlots(settings.max_subscriptions, metrics.subscribers.set),
             credentials=credentials,
         )
+        operations.refusals = RefusalLog(
+            operations.audit, on_refused=lambda method, outcome: metrics.refused.labels(outcome).inc()
+        )
         if settings.metrics_port >= 0:
             operations.metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)
             log.info(
@@ -101,9 +106,9 @@ class Operations:
         return [
             MetricsInterceptor(self.metrics),
             error_mapping,
-            AuthInterceptor(self.tokens, self.audit),
+            AuthInterceptor(self.tokens, self.refusals),
             AuditInterceptor(self.audit),
-            LimitsInterceptor(self.limiter, self.metrics),
+            LimitsInterceptor(self.limiter, self.metrics, self.refusals),
         ]
 
     def add_port(self, server: grpc.aio.Server, address: str) -> int:

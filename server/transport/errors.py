@@ -18,7 +18,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server.errors import DomainError
+from server.errors import DomainError, PermissionDenied, RateLimited, Unauthenticated
 from server.transport.interceptors import rewrap
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: 
     if isinstance(exc, NotImplementedError):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
     if isinstance(exc, DomainError):
-        log.info("%s -> %s %s: %s", method, exc.code.name, exc.reason, exc.message)
+        if not isinstance(exc, _REFUSALS):  # refusals are logged, rate-limited, by ops.audit.RefusalLog
+            log.info("%s -> %s %s: %s", method, exc.code.name, exc.reason, _clip(exc.message, MAX_MESSAGE))
         await context.abort_with_status(to_rpc_status(exc))
     incident = uuid.uuid4().hex[:12]
     log.error("%s failed (incident %s)", method, incident, exc_info=exc)
@@ -107,6 +108,7 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: 
 
 
 _PASS_THROUGH = (grpc.aio.AbortError, grpc.RpcError)
+_REFUSALS = (Unauthenticated, PermissionDenied, RateLimited)
 
 
 def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

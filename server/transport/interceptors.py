@@ -26,7 +26,7 @@ from mining.analytics.v1alpha1 import fleet_pb2, telemetry_pb2
 from server import auth
 from server.auth import Principal, Role, TokenStore
 from server.errors import DomainError, PermissionDenied, RateLimited, Unauthenticated
-from server.ops.audit import AuditLog
+from server.ops.audit import AuditLog, RefusalLog
 from server.ops.limits import RateLimiter
 from server.ops.metrics import Metrics
 
@@ -212,9 +212,9 @@ class AuthInterceptor(_Interceptor):
 
     skip = UNAUTHENTICATED_PREFIXES
 
-    def __init__(self, tokens: TokenStore | None, audit: AuditLog | None = None) -> None:
+    def __init__(self, tokens: TokenStore | None, refusals: RefusalLog | None = None) -> None:
         self._tokens = tokens
-        self._audit = audit
+        self._refusals = refusals
 
     def authenticate(self, method: str, context: grpc.aio.ServicerContext) -> Principal:
         address = client_address(context)
@@ -247,11 +247,10 @@ class AuthInterceptor(_Interceptor):
         return principal
 
     def _deny(self, method: str, address: str, outcome: str, who: str = "") -> None:
-        log.warning("%s refused for %s (%s): %s", short_method(method), who or "?", address, outcome)
-        if self._audit is not None:
-            self._audit.record(
-                "call", who=who or address, outcome=outcome, method=short_method(method), peer=address
-            )
+        # Counted every time; logged and audited at most once a minute per client (a flood of bad
+        # tokens must not flood the logs).
+        if self._refusals is not None:
+            self._refusals.refused(short_method(method), address, outcome, who)
 
     def around_unary(self, method: str, behavior: Behavior) -> Behavior:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -404,9 +403,12 @@ class LimitsInterceptor(_Interceptor):
 
     skip = UNAUTHENTICATED_PREFIXES
 
-    def __init__(self, limiter: RateLimiter, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, limiter: RateLimiter, metrics: Metrics | None = None, refusals: RefusalLog | None = None
+    ) -> None:
         self._limiter = limiter
         self._metrics = metrics
+        self._refusals = refusals
 
     async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> None:
         remaining = context.time_remaining()
@@ -421,6 +423,11 @@ class LimitsInterceptor(_Interceptor):
             except RateLimited:
                 if self._metrics is not None:
                     self._metrics.rate_limited.labels(short_method(method)).inc()
+                if self._refusals is not None:
+                    principal = auth.current()
+                    self._refusals.refused(
+                        short_method(method), client_address(context), "RESOURCE_EXHAUSTED", principal.name
+                    )
                 raise
 
     def around_unary(self, method: str, behavior: Behavior) -> Behavior:
