@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -76,6 +78,8 @@ class App:
     """Security and operations: metrics, audit, limits (ops.subscriptions caps subscriptions)."""
     housekeeping: Housekeeping | None = None
     """Periodic outage scan and retention roll-up."""
+    unix_socket: Path | None = None
+    """With --with-envoy: the private Unix socket Envoy connects to (its x-forwarded-for is trusted)."""
 
     async def stop(self, grace: float | None = None) -> None:
         """Drains: health NOT_SERVING, in-flight calls get `grace` seconds, then the store closes."""
@@ -95,9 +99,27 @@ class App:
         log.info("stopped")
 
 
+def envoy_socket(settings: Settings) -> Path | None:
+    """The Unix socket for Envoy inside the private data directory; None when its path is too long for
+    a socket address (Envoy then connects over TCP and its x-forwarded-for is not trusted)."""
+    path = settings.data_dir.resolve() / "grpc.sock"
+    if len(str(path)) > 100:
+        log.warning("data directory path too long for a Unix socket: Envoy connects over TCP")
+        return None
+    return path
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """Creates the data directory and the models folder private to this user (0700)."""
+    for folder in (settings.data_dir, settings.models_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+
+
 def open_store(settings: Settings) -> Store:
     """Opens the DuckDB file and seeds the demo fleet into an empty store."""
     store = Store.open(settings.db_path, sample_interval_s=settings.sample_interval_s)
+    os.chmod(settings.db_path, 0o600)
     if settings.seed_demo_fleet and store.counts().miners == 0:
         from server.sim import seed_store, simulate_fleet
 
@@ -140,6 +162,7 @@ async def start(settings: Settings) -> App:
     import torch
 
     torch.set_num_threads(settings.serve_threads)
+    await asyncio.to_thread(secure_data_dir, settings)
     store = await asyncio.to_thread(open_store, settings)
     models = ActiveModels()
     scores = LatestScores()
@@ -208,6 +231,10 @@ async def start(settings: Settings) -> App:
     )
 
     port = ops.add_port(server, f"{settings.host}:{settings.grpc_port}")
+    unix_socket = envoy_socket(settings) if settings.with_envoy else None
+    if unix_socket is not None:
+        unix_socket.unlink(missing_ok=True)  # left by a killed run
+        ops.add_port(server, f"unix:{unix_socket}")
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -225,4 +252,5 @@ async def start(settings: Settings) -> App:
         scoring=scoring,
         ops=ops,
         housekeeping=housekeeping,
+        unix_socket=unix_socket,
     )

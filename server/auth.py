@@ -135,6 +135,15 @@ class TokenStore:
     @classmethod
     def load(cls, path: Path) -> TokenStore:
         try:
+            mode = Path(path).stat().st_mode
+        except OSError as exc:
+            raise TokenFileError(f"auth tokens file {path}: {exc}") from exc
+        if mode & 0o022:
+            raise TokenFileError(
+                f"auth tokens file {path}: others can write it (mode {mode & 0o777:o}), so they could add "
+                f"a token; chmod 600 {path}"
+            )
+        try:
             document = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise TokenFileError(f"auth tokens file {path}: {exc}") from exc
@@ -231,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{path} already has a token named {args.name!r}")
         document["tokens"].append(entry)
         path.write_text(json.dumps(document, indent=2) + "\n")
+        path.chmod(0o600)  # the server refuses a tokens file others can write
         print(f"added {args.name!r} to {path}", file=sys.stderr)
     print(
         f"line 1: the token for {args.name} (shown once, stored nowhere); line 2: its tokens-file entry",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -109,6 +110,12 @@ class Settings(BaseSettings):
     """Rate limit per client for Train and ScoreFleet: calls allowed back to back."""
     max_subscriptions: int = Field(256, ge=1)
     """Most concurrent score subscriptions; more answer RESOURCE_EXHAUSTED."""
+    max_subscriptions_per_token: int = Field(16, ge=1)
+    """Most concurrent score subscriptions of one token (or one client address with auth off)."""
+    trusted_proxies: str = ""
+    """Comma-separated proxy addresses or CIDRs whose x-forwarded-for names the client (e.g. a remote
+    Envoy); empty = none. Envoy started with --with-envoy connects over a private Unix socket and is
+    trusted without this."""
 
     @model_validator(mode="after")
     def _tls_files_in_pairs(self) -> Settings:
@@ -118,6 +125,22 @@ class Settings(BaseSettings):
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
         return self
+
+    @model_validator(mode="after")
+    def _trusted_proxies_parse(self) -> Settings:
+        self.trusted_proxy_networks  # noqa: B018 - parsing is the check
+        return self
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        networks = []
+        for entry in (e.strip() for e in self.trusted_proxies.split(",")):
+            if entry:
+                try:
+                    networks.append(ipaddress.ip_network(entry, strict=False))
+                except ValueError as exc:
+                    raise ValueError(f"trusted_proxies: {entry!r} is not an address or CIDR") from exc
+        return networks
 
     @model_validator(mode="after")
     def _cutoffs_increase(self) -> Settings:

@@ -59,6 +59,7 @@ def render_config(
     tls_cert_file: Path | None = None,
     tls_key_file: Path | None = None,
     upstream_tls: bool = False,
+    grpc_unix_socket: Path | None = None,
 ) -> dict[str, Any]:
     """envoy.yaml with this run's addresses; HTTPS on the listener when given a cert and key.
 
@@ -71,7 +72,10 @@ def render_config(
     listener = resources["listeners"][0]
     listener["address"]["socket_address"] = {"address": http_host, "port_value": http_port}
     endpoint = resources["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-    endpoint["address"]["socket_address"] = {"address": grpc_host, "port_value": grpc_port}
+    if grpc_unix_socket is not None:  # the server trusts x-forwarded-for from its Unix socket only
+        endpoint["address"] = {"pipe": {"path": str(grpc_unix_socket)}}
+    else:
+        endpoint["address"]["socket_address"] = {"address": grpc_host, "port_value": grpc_port}
     _set_descriptor(config, str(DESCRIPTOR))
     if tls_cert_file is not None and tls_key_file is not None:
         listener["filter_chains"][0]["transport_socket"] = {
@@ -194,6 +198,7 @@ def launch_envoy(
     tls_key_file: Path | None = None,
     upstream_tls: bool = False,
     die_with_parent: bool = False,
+    grpc_unix_socket: Path | None = None,
 ) -> LaunchedEnvoy:
     """Starts the Envoy process and returns at once. `die_with_parent`: the kernel kills Envoy when
     the calling thread's process dies (PR_SET_PDEATHSIG; call it from a thread that lives as long as
@@ -209,6 +214,7 @@ def launch_envoy(
         tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file,
         upstream_tls=upstream_tls,
+        grpc_unix_socket=grpc_unix_socket,
     )
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     admin_file = workdir / "admin_address"

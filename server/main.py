@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from typing import Any
 
@@ -83,6 +84,7 @@ class EnvoySupervisor:
             tls_key_file=settings.http_tls_key_file,
             upstream_tls=settings.tls_cert_file is not None,
             die_with_parent=True,
+            grpc_unix_socket=self._running.unix_socket,
         )
         self.envoy = await asyncio.to_thread(launched.wait_ready)
         await asyncio.to_thread(write_pidfile, self._pidfile, self.envoy)
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
             "for the gRPC backend. Terminate TLS at Envoy (--http-tls-cert-file) instead."
         )
     logs.configure(settings.log_level, as_json=settings.log_json)
+    os.umask(0o077)  # everything the server writes (store, models, logs, sockets) is private
     asyncio.run(serve(settings))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +40,10 @@ class AuditLog:
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("a", encoding="utf-8")
+                # Private: 0600 from creation on (os.open applies the mode atomically).
+                descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                os.chmod(self.path, 0o600)
+                self._file = os.fdopen(descriptor, "a", encoding="utf-8")
             self._file.write(line + "\n")
             self._file.flush()
         log.info("%s", line)

@@ -25,6 +25,7 @@ from server.transport.interceptors import (
     AuthInterceptor,
     LimitsInterceptor,
     MetricsInterceptor,
+    ProxyTrust,
 )
 
 log = logging.getLogger("server.security")
@@ -88,7 +89,11 @@ class Operations:
             metrics=metrics,
             audit=AuditLog(settings.audit_path),
             limiter=RateLimiter(settings.expensive_calls_per_minute, settings.expensive_calls_burst),
-            subscriptions=SubscriptionSlots(settings.max_subscriptions, metrics.subscribers.set),
+            subscriptions=SubscriptionSlots(
+                settings.max_subscriptions,
+                metrics.subscribers.set,
+                per_owner=settings.max_subscriptions_per_token,
+            ),
             credentials=credentials,
         )
         operations.refusals = RefusalLog(
@@ -103,12 +108,13 @@ class Operations:
 
     def interceptors(self, error_mapping: grpc.aio.ServerInterceptor) -> list[grpc.aio.ServerInterceptor]:
         """All interceptors in order, outermost first, around the error-mapping one."""
+        trust = ProxyTrust(self.settings.trusted_proxy_networks)
         return [
             MetricsInterceptor(self.metrics),
             error_mapping,
-            AuthInterceptor(self.tokens, self.refusals),
+            AuthInterceptor(self.tokens, self.refusals, trust),
             AuditInterceptor(self.audit),
-            LimitsInterceptor(self.limiter, self.metrics, self.refusals),
+            LimitsInterceptor(self.limiter, self.metrics, self.refusals, trust),
         ]
 
     def add_port(self, server: grpc.aio.Server, address: str) -> int:

@@ -15,9 +15,11 @@ never authenticated (load balancers and grpcurl need them).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -126,17 +128,44 @@ def short_method(method: str) -> str:
     return method.rsplit(".", 1)[-1] if method.startswith(f"/{PACKAGE}.") else method.lstrip("/")
 
 
+class ProxyTrust:
+    """Whose x-forwarded-for names the client: peers on the server's Unix socket (Envoy started with
+    --with-envoy) and the configured proxies (setting trusted_proxies). Anyone else, loopback
+    included, is named by its own address, so a local process cannot pick the address the audit log
+    and the per-client rate limit see."""
+
+    def __init__(self, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> None:
+        self._networks = tuple(networks)
+
+    def _trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+    def client_address(self, context: grpc.aio.ServicerContext) -> str:
+        """The caller's address: the peer's host, or, behind a trusted proxy, the address it saw."""
+        peer = context.peer() or "unknown"
+        kind, _, rest = peer.partition(":")
+        if kind == "unix":
+            host, trusted = "unix-socket", True
+        elif kind in ("ipv4", "ipv6"):
+            host = urllib.parse.unquote(rest.rsplit(":", 1)[0]).strip("[]")
+            trusted = self._trusted(host)
+        else:
+            host, trusted = peer, False
+        if trusted:
+            # Envoy (use_remote_address) appends the address it saw last in x-forwarded-for.
+            for key, value in context.invocation_metadata() or ():
+                if key == "x-forwarded-for" and value:
+                    return str(value).rsplit(",", 1)[-1].strip()
+        return host
+
+
 def client_address(context: grpc.aio.ServicerContext) -> str:
-    """The caller's address: the peer's host, or, behind Envoy on loopback, the address Envoy saw."""
-    peer = context.peer() or "unknown"
-    kind, _, rest = peer.partition(":")
-    host = rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
-    if host in ("127.0.0.1", "::1"):
-        # Envoy (use_remote_address) appends the address it saw last in x-forwarded-for.
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-forwarded-for" and value:
-                return str(value).rsplit(",", 1)[-1].strip()
-    return host
+    """The caller's own address (no proxy trusted)."""
+    return ProxyTrust().client_address(context)
 
 
 # ---- metrics --------------------------------------------------------------------------------------
@@ -212,12 +241,15 @@ class AuthInterceptor(_Interceptor):
 
     skip = UNAUTHENTICATED_PREFIXES
 
-    def __init__(self, tokens: TokenStore | None, refusals: RefusalLog | None = None) -> None:
+    def __init__(
+        self, tokens: TokenStore | None, refusals: RefusalLog | None = None, trust: ProxyTrust | None = None
+    ) -> None:
         self._tokens = tokens
         self._refusals = refusals
+        self._trust = trust or ProxyTrust()
 
     def authenticate(self, method: str, context: grpc.aio.ServicerContext) -> Principal:
-        address = client_address(context)
+        address = self._trust.client_address(context)
         if self._tokens is None:
             return Principal(name=address, roles=frozenset(Role))
         token = None
@@ -404,11 +436,16 @@ class LimitsInterceptor(_Interceptor):
     skip = UNAUTHENTICATED_PREFIXES
 
     def __init__(
-        self, limiter: RateLimiter, metrics: Metrics | None = None, refusals: RefusalLog | None = None
+        self,
+        limiter: RateLimiter,
+        metrics: Metrics | None = None,
+        refusals: RefusalLog | None = None,
+        trust: ProxyTrust | None = None,
     ) -> None:
         self._limiter = limiter
         self._metrics = metrics
         self._refusals = refusals
+        self._trust = trust or ProxyTrust()
 
     async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> None:
         remaining = context.time_remaining()
@@ -426,7 +463,10 @@ class LimitsInterceptor(_Interceptor):
                 if self._refusals is not None:
                     principal = auth.current()
                     self._refusals.refused(
-                        short_method(method), client_address(context), "RESOURCE_EXHAUSTED", principal.name
+                        short_method(method),
+                        self._trust.client_address(context),
+                        "RESOURCE_EXHAUSTED",
+                        principal.name,
                     )
                 raise
 
