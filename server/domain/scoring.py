@@ -123,6 +123,7 @@ class Scoring:
         self._cache = cache
         self._fleet_norms: dict[str, tuple[float, dict[str, float]]] = {}
         self._batchers: dict[str, MicroBatcher] = {}
+        self._retiring: set[asyncio.Task[None]] = set()  # old batchers finishing their queue
         self._score_lock = threading.Lock()
         # (model version, miner_id) -> (series, miner, its latest WindowBatch or why there is none):
         # predictions and fleet scoring prepare a miner's window once per cache refresh, not per call.
@@ -138,12 +139,18 @@ class Scoring:
                 max_delay_s=self._settings.batch_max_delay_ms / 1000.0,
                 name=f"batcher-{version}",
             )
-            self._batchers = {version: batcher}  # old versions' batchers are dropped
+            for old in self._batchers.values():  # old versions' batchers finish their queue and end
+                retiring = asyncio.get_running_loop().create_task(old.retire(), name=f"retire-{version}")
+                self._retiring.add(retiring)
+                retiring.add_done_callback(self._retiring.discard)
+            self._batchers = {version: batcher}
         return batcher
 
     async def close(self) -> None:
         for batcher in list(self._batchers.values()):
             await batcher.close()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def _recent(self, miner: Miner, history: int) -> MinerSeries:
         cached = self._cache.get(miner.miner_id) if self._cache is not None else None
