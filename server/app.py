@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from mining.analytics.v1alpha1 import (
     fleet_pb2,
     fleet_pb2_grpc,
@@ -42,6 +41,7 @@ from server.models.features import history_rows
 from server.models.registry import ModelRegistry
 from server.ops.runtime import Operations
 from server.store import Store
+from server.transport import reflection
 from server.transport.errors import ErrorMappingInterceptor
 from server.transport.fleet import FleetServicer
 from server.transport.scoring import ScoringServicer
@@ -58,6 +58,7 @@ SERVICE_NAMES = (
     telemetry_pb2.DESCRIPTOR.services_by_name["TelemetryService"].full_name,
     training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
 )
+SCORING_SERVICE = SERVICE_NAMES[1]
 
 
 @dataclass
@@ -80,11 +81,15 @@ class App:
     """Periodic outage scan and retention roll-up."""
     unix_socket: Path | None = None
     """With --with-envoy: the private Unix socket Envoy connects to (its x-forwarded-for is trusted)."""
+    model_health: asyncio.Task[None] | None = None
+    """Keeps ScoringService's health in step with its model."""
 
     async def stop(self, grace: float | None = None) -> None:
         """Drains: health NOT_SERVING, in-flight calls get `grace` seconds, then the store closes."""
         grace = self.settings.grace_seconds if grace is None else grace
         log.info("draining: health NOT_SERVING, %.1f s grace for in-flight calls", grace)
+        if self.model_health is not None:
+            self.model_health.cancel()
         await self.health.enter_graceful_shutdown()
         # End subscription streams ourselves, with an in-band message, before the server cancels them.
         self.hub.close_all("the server is draining; reconnect with after_sequence to resume")
@@ -226,9 +231,7 @@ async def start(settings: Settings) -> App:
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    reflection.enable((*SERVICE_NAMES, health.SERVICE_NAME), server)
 
     port = ops.add_port(server, f"{settings.host}:{settings.grpc_port}")
     unix_socket = envoy_socket(settings) if settings.with_envoy else None
@@ -236,8 +239,12 @@ async def start(settings: Settings) -> App:
         unix_socket.unlink(missing_ok=True)  # left by a killed run
         ops.add_port(server, f"unix:{unix_socket}")
     await server.start()
+    # "" is the process: SERVING while it runs, so a health-checking proxy never hides Train (which
+    # loads the model). ScoringService is SERVING once the LSTM it needs is loaded.
     for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if name != SCORING_SERVICE:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    model_health = asyncio.create_task(_follow_models(health_servicer, models), name="model-health")
     log.info("gRPC server listening on %s:%d (reflection and grpc.health.v1 enabled)", settings.host, port)
     return App(
         settings=settings,
@@ -253,4 +260,24 @@ async def start(settings: Settings) -> App:
         ops=ops,
         housekeeping=housekeeping,
         unix_socket=unix_socket,
+        model_health=model_health,
     )
+
+
+async def _follow_models(
+    health_servicer: health.aio.HealthServicer, models: ActiveModels, interval_s: float = 0.5
+) -> None:
+    """Keeps ScoringService's health in step with whether its model is loaded (training, activation
+    and reload all change it; polling sees every path)."""
+    serving: bool | None = None
+    while True:
+        loaded = models.lstm is not None
+        if loaded != serving:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if loaded
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            await health_servicer.set(SCORING_SERVICE, status)
+            serving = loaded
+        await asyncio.sleep(interval_s)

@@ -60,6 +60,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         )
         # Caps concurrent streams, in total and per token (RESOURCE_EXHAUSTED beyond either cap).
         with self._slots.hold(auth.current().name):
+            # Headers now, not with the first event (up to heartbeat_seconds later): a REST client
+            # behind Envoy sees its 200 at once.
+            await context.send_initial_metadata(())
             async for event in events:
                 yield event_to_proto(event)
 
