@@ -39,6 +39,7 @@ from server.domain.subscriptions import ScoreHub
 from server.domain.training import TrainingJobs
 from server.models.features import history_rows
 from server.models.registry import ModelRegistry
+from server.ops.backup import Backups
 from server.ops.runtime import Operations
 from server.store import Store
 from server.transport import reflection
@@ -212,7 +213,10 @@ async def start(settings: Settings) -> App:
         ],
     )
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(
-        FleetServicer(Fleet(store, models, scores, settings, on_miner_changed=cache.refresh, access=access)),
+        FleetServicer(
+            Fleet(store, models, scores, settings, on_miner_changed=cache.refresh, access=access),
+            Backups(store, settings.models_dir, settings.backup_path, settings.db_file),
+        ),
         server,
     )
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     """Address the Prometheus /metrics endpoint binds (loopback: scrape through a local agent)."""
     metrics_port: int = Field(9464, ge=-1, le=65535)
     """Prometheus /metrics port; 0 picks a free one, -1 turns the endpoint off."""
+    backup_dir: Path | None = None
+    """Where FleetService/Backup (POST /api/advanced/backup) writes backups; unset = data_dir/backups
+    (put it on another disk to survive losing the data directory's)."""
     audit_log_file: Path | None = None
     """Audit log (JSON lines: who trained, cancelled, activated, wrote); unset = data_dir/audit.log."""
     expensive_calls_per_minute: float = Field(30.0, gt=0)
@@ -156,6 +159,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def backup_path(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def audit_path(self) -> Path:
