@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -13,6 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from mining.analytics.v1alpha1 import (
     fleet_pb2,
     fleet_pb2_grpc,
+    history_pb2,
+    history_pb2_grpc,
     scoring_pb2,
     scoring_pb2_grpc,
     telemetry_pb2,
@@ -29,6 +32,7 @@ from server.domain.active_models import ActiveModels
 from server.domain.feature_cache import FeatureCache
 from server.domain.feedback import FeedbackLog
 from server.domain.fleet import Fleet
+from server.domain.history import History
 from server.domain.housekeeping import Housekeeping
 from server.domain.ingest import Ingest
 from server.domain.models_admin import ModelsAdmin
@@ -40,11 +44,20 @@ from server.domain.training import TrainingJobs
 from server.models.features import history_rows
 from server.models.registry import ModelRegistry
 from server.ops.backup import Backups
+from server.ops.metrics import RescoreCollector
 from server.ops.runtime import Operations
 from server.store import Store
 from server.transport import reflection
 from server.transport.errors import ErrorMappingInterceptor
 from server.transport.fleet import FleetServicer
+from server.transport.history import HistoryServicer
+from server.transport.interceptors import (
+    AuditInterceptor,
+    AuthInterceptor,
+    LimitsInterceptor,
+    MetricsInterceptor,
+    ProxyTrust,
+)
 from server.transport.scoring import ScoringServicer
 from server.transport.telemetry import TelemetryServicer
 from server.transport.training import TrainingServicer
@@ -58,6 +71,7 @@ SERVICE_NAMES = (
     scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name,
     telemetry_pb2.DESCRIPTOR.services_by_name["TelemetryService"].full_name,
     training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
+    history_pb2.DESCRIPTOR.services_by_name["HistoryService"].full_name,
 )
 SCORING_SERVICE = SERVICE_NAMES[1]
 
@@ -135,11 +149,16 @@ def open_store(settings: Settings) -> Store:
             settings.demo_days,
             settings.demo_seed,
         )
+        # The demo ends at the last midnight UTC, not at the wall clock: the simulator's daily
+        # ambient cycle is tied to the UTC hour, so an end at "now" gave every run a different fleet
+        # (and model, and verdict on the demo miner); ending on a day boundary makes two runs the
+        # same fleet shifted by whole days.
         fleet = simulate_fleet(
             settings.demo_miners,
             settings.demo_days,
             settings.demo_seed,
             interval_s=settings.sample_interval_s,
+            end=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
         )
         seed_store(store, fleet)
     counts = store.counts()
@@ -151,6 +170,19 @@ def open_store(settings: Settings) -> Store:
         counts.failure_events,
     )
     return store
+
+
+def interceptors(ops: Operations) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptor chain, outermost first: metrics see every call, errors are mapped around auth,
+    audit and limits (which call the plain services of ops)."""
+    trust = ProxyTrust(ops.settings.trusted_proxy_networks)  # whose x-forwarded-for names the client
+    return [
+        MetricsInterceptor(ops.metrics),
+        ErrorMappingInterceptor(),
+        AuthInterceptor(ops.tokens, ops.refusals, trust),
+        AuditInterceptor(ops.audit),
+        LimitsInterceptor(ops.limiter, ops.metrics, ops.refusals, trust),
+    ]
 
 
 def training_data(store: Store) -> train_worker.TrainingData:
@@ -192,16 +224,28 @@ async def start(settings: Settings) -> App:
     access = MinerAccess(store)  # the one miner-access rule, shared by every service below
     scoring = Scoring(store, models, scores, settings, cache, access=access)
     ingest = Ingest(store, settings, access=access)
-    rescorer = Rescorer(cache, scoring, models, hub, settings.rescore_interval_ms / 1000.0)
+    history = History(store, models, settings, access=access)
+    rescorer = Rescorer(
+        cache,
+        scoring,
+        models,
+        hub,
+        settings.rescore_interval_ms / 1000.0,
+        history=history,
+        chunk=settings.rescore_chunk_miners,
+    )
     ingest.add_listener(rescorer.on_ingest)
+    admin.add_listener(rescorer.on_models_changed)  # promotion, ActivateModel, rollback: rescore
     housekeeping = Housekeeping(store, settings)
     with auth.acting_as(auth.SYSTEM):  # background tasks copy this context: they act as the server
         rescorer.start()
         housekeeping.start()
 
-    ops = await asyncio.to_thread(Operations.create, settings, store, scores)
+    ops = await asyncio.to_thread(Operations.create, settings, store, scores, models, cache)
+    scoring.on_batch = ops.metrics.batch_size.observe
+    ops.metrics.add(RescoreCollector(lambda: rescorer.progress))
     server = grpc.aio.server(
-        interceptors=ops.interceptors(ErrorMappingInterceptor()),
+        interceptors=interceptors(ops),
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -232,6 +276,7 @@ async def start(settings: Settings) -> App:
         server,
     )
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs, admin), server)
+    history_pb2_grpc.add_HistoryServiceServicer_to_server(HistoryServicer(history), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     """Early stopping: epochs without a better validation loss before training stops."""
     train_seed: int = 42
     """Default training seed."""
+    gate_lstm_min_auc_lower: float = Field(0.55, ge=0.0, le=1.0)
+    """Promotion gate: an LSTM is activated only when the lower end of its validation ROC-AUC 95 %
+    interval (bootstrap over validation miners) reaches this (chance 0.5 + a 0.05 margin); 0 turns
+    the check off."""
+    gate_autoencoder_min_recall: float = Field(0.5, ge=0.0, le=1.0)
+    """Promotion gate: an autoencoder is activated only when at least this share of the failures of
+    its validation miners has a window above its threshold (the 99th percentile of healthy validation
+    errors, i.e. 1 % false alarms per window) in the 24 h before; 0 turns the check off."""
     log_level: str = "INFO"
     """Log level: DEBUG, INFO, WARNING, ERROR."""
     log_json: bool = False
@@ -74,6 +82,12 @@ class Settings(BaseSettings):
     """Raw samples older than this are rolled up into hourly rows (samples_hourly) and deleted."""
     retention_interval_s: float = Field(3600.0, ge=0)
     """Seconds between retention roll-ups; 0 turns them off."""
+    risk_history: bool = True
+    """Store a risk-history point for every newly scored window (GET .../miners/{id}/risk-history)."""
+    risk_history_retention_days: float = Field(365.0, gt=0)
+    """Risk-history points whose window ended longer ago than this are deleted (with the roll-up)."""
+    rescore_chunk_miners: int = Field(500, ge=1)
+    """Fleet rescoring after a model change scores this many miners per step, with progress logged."""
     batch_max_size: int = Field(64, ge=1, le=4096)
     """Dynamic batching: most prediction requests coalesced into one forward pass."""
     batch_max_delay_ms: float = Field(2.0, ge=0, le=1000)
@@ -105,6 +119,8 @@ class Settings(BaseSettings):
     backup_dir: Path | None = None
     """Where FleetService/Backup (POST /api/advanced/backup) writes backups; unset = data_dir/backups
     (put it on another disk to survive losing the data directory's)."""
+    per_miner_metrics: bool = True
+    """Export per-miner series on /metrics (risk, anomaly, staleness, planned state): one per miner."""
     audit_log_file: Path | None = None
     """Audit log (JSON lines: who trained, cancelled, activated, wrote); unset = data_dir/audit.log."""
     expensive_calls_per_minute: float = Field(30.0, gt=0)

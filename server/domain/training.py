@@ -359,6 +359,7 @@ class TrainingJobs:
                     f"val_loss={job.val_loss:.5f}"
                 )
             elif kind == "done":
+                note = str(payload.pop("promotion_note", "") or "")
                 job = replace(
                     job,
                     state=JobState.SUCCEEDED,
@@ -369,7 +370,7 @@ class TrainingJobs:
                 job.message = f"registered {job.model_version}" + (
                     " and made it active"
                     if job.promoted
-                    else "; the active model is as good or better, kept it"
+                    else f"; {note or 'the active model is as good or better, kept it'}"
                 )
                 # Saved by _supervise once the new model serves, so SUCCEEDED means "in service".
                 process.join(30)

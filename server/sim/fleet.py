@@ -16,8 +16,10 @@ What it makes (settings in server/sim/settings.py):
   rejects), reboot_loop (short zero-hashrate drops with counter resets), control_board (no precursor).
   After a failure the miner is down (zero hashrate, or no samples at all) until repaired_at.
 - Near misses: some fan/thermal/psu/chip precursors fade out with no failure (failure_at None).
-- Pool or network trouble (reject spikes, fewer accepted shares), on one miner or fleet-wide at once.
-  Decision: these are anomalies, never failures; they appear in `episodes` only.
+- Pool or network trouble (reject spikes, fewer accepted shares) on one miner: an anomaly, never a
+  failure, in `episodes` only. A pool outage of whole sites at once is a site event (`site_events`).
+- Confounders (server/sim/confounders.py): heat waves and firmware updates of whole sites (site
+  events), healthy reboots (context), slow drifts ended by a recorded maintenance (miner anomalies).
 - Planned curtailments: hashrate 0 on purpose on part of the fleet, returned as planned_states.
 - The demo miner 192.168.1.100 has a failing fan in its last hours (episode with failure_at after
   the end of the data and no failure event), so a prediction on the demo shows something.
@@ -27,12 +29,14 @@ Same arguments (seed, n_miners, days, interval_s, end) give the same fleet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from server.records import EventSource, FailureEvent, FailureMode, Miner, PlannedState, PlannedStateKind
+from server.sim import confounders
+from server.sim.confounders import ContextTruth, SiteEventTruth
 from server.sim.settings import HARDWARE, HARDWARE_WEIGHTS, N_BOARDS, N_FANS, SETTINGS, SimSettings
 
 
@@ -84,6 +88,10 @@ class SimulatedFleet:
     start: datetime
     end: datetime
     interval_s: int
+    site_events: list[SiteEventTruth] = field(default_factory=list)
+    """Conditions that hit a site at once (heat_wave, firmware_update, pool_outage): not anomalies."""
+    contexts: list[ContextTruth] = field(default_factory=list)
+    """Healthy reboots and firmware restarts: the warm-up after them is context, not a fault."""
 
 
 def miner_ip(index: int) -> str:
@@ -251,7 +259,8 @@ def _anomalies_and_curtailments(
     interval_s: int,
     fx: _Effects,
     busy: list[tuple[int, int, int]],
-) -> tuple[list[Episode], list[PlannedState]]:
+    sites: list[str],
+) -> tuple[list[Episode], list[PlannedState], list[SiteEventTruth]]:
     steps_per_hour = 3600 / interval_s
     n_miners, n_steps = len(miner_ids), times.shape[0]
     days = n_steps / (24 * steps_per_hour)
@@ -260,19 +269,41 @@ def _anomalies_and_curtailments(
     def span(lo: int, hi: int) -> tuple[datetime, datetime]:
         return _to_datetime(times[lo]), _to_datetime(times[min(hi, n_steps - 1)])
 
-    incidents = [
-        (np.flatnonzero(rng.random(n_miners) < rng.uniform(0.3, 1.0)).tolist(), int(rng.integers(n_steps)))
-        for _ in range(rng.poisson(cfg.pool_incidents_per_fleet_day * days))
-    ]
+    site_events: list[SiteEventTruth] = []
+    incidents = []
+    for _ in range(rng.poisson(cfg.pool_incidents_per_fleet_day * days)):
+        share, pick = rng.uniform(0.3, 1.0), rng.random(n_miners)
+        lo = int(rng.integers(n_steps))
+        if cfg.site_pool_outages:
+            # A pool outage takes whole sites (one pool per site); a few miners there fail over to a
+            # backup pool. The demo miner's site is left alone in the demo's final two days.
+            first = {s: sites.index(s) for s in sites}
+            hit_sites = {s for s in first if pick[first[s]] < share}
+            if lo > n_steps - int((cfg.demo_fan_hours + 30) * steps_per_hour):
+                hit_sites.discard(sites[0])
+            members = [
+                m
+                for m in range(n_miners)
+                if sites[m] in hit_sites and pick[m] < 0.95 + (m == first[sites[m]])
+            ]
+            incidents.append((members, lo, True))
+        else:
+            incidents.append((np.flatnonzero(pick < share).tolist(), lo, False))
     for m in range(n_miners):
         for _ in range(rng.poisson(cfg.network_trouble_per_miner_day * days)):
-            incidents.append(([m], int(rng.integers(n_steps))))
-    for members, lo in incidents:
+            incidents.append(([m], int(rng.integers(n_steps)), False))
+    for members, lo, whole_sites in incidents:
         hi = min(n_steps, lo + int(rng.uniform(0.5, 6.0) * steps_per_hour))
         for m in members:
             _apply_precursor(fx, rng, "pool", m, lo, hi, resolved=False)
+            if not whole_sites:
+                start, end = span(lo, hi)
+                episodes.append(Episode(miner_ids[m], "pool", FailureMode.POOL, start, None, end))
+        if whole_sites:
             start, end = span(lo, hi)
-            episodes.append(Episode(miner_ids[m], "pool", FailureMode.POOL, start, None, end))
+            for site in sorted({sites[m] for m in members}):
+                hit = tuple(miner_ids[m] for m in members if sites[m] == site)
+                site_events.append(SiteEventTruth(site, "pool_outage", start, end, hit))
 
     planned: list[PlannedState] = []
     busy_by_miner: dict[int, list[tuple[int, int]]] = {}
@@ -301,7 +332,7 @@ def _anomalies_and_curtailments(
                     note="simulated demand-response curtailment",
                 )
             )
-    return episodes, planned
+    return episodes, planned, site_events
 
 
 def _counters(increments: np.ndarray, running: np.ndarray, initial: np.ndarray) -> np.ndarray:
@@ -364,7 +395,19 @@ def simulate_fleet(
     # ---- episodes ---------------------------------------------------------------------------------
     fx = _Effects(n_miners, n_steps)
     episodes, failures, busy = _schedule(rng, cfg, miner_ids, times, interval_s, fx)
-    anomalies, planned = _anomalies_and_curtailments(rng, cfg, miner_ids, times, interval_s, fx, busy)
+    sites = [m.site for m in miners]
+    anomalies, planned, site_events = _anomalies_and_curtailments(
+        rng, cfg, miner_ids, times, interval_s, fx, busy, sites
+    )
+    plan: confounders.ConfounderPlan | None = None
+    contexts: list[ContextTruth] = []
+    if cfg.confounders:
+        plan, drifts, maintenance, contexts, confounded = _confounders(
+            seed, cfg, miner_ids, sites, times, interval_s, fx, busy, planned
+        )
+        anomalies += drifts
+        planned += maintenance
+        site_events += confounded
     episodes = sorted(episodes + anomalies, key=lambda e: (e.start, e.miner_id))
 
     # ---- physics ----------------------------------------------------------------------------------
@@ -372,6 +415,8 @@ def simulate_fleet(
     weather = np.cumsum(rng.normal(0.0, 0.05, n_steps))
     weather = np.clip(weather - weather.mean(), -3.0, 3.0)[None, :]
     ambient = cfg.ambient_mean_c + cfg.ambient_daily_c * np.sin(2 * np.pi * (hour - 9.0) / 24.0) + weather
+    if plan is not None:
+        ambient = ambient + plan.ambient_add  # (M, T): heat waves are per site
     running = fx.running
     board_share = fx.board_alive.mean(axis=2)  # (M, T) fraction of boards hashing
     load = running * board_share * fx.hash_mult
@@ -383,6 +428,7 @@ def simulate_fleet(
         + rng.normal(0.0, cfg.temperature_noise_c, (n_miners, n_steps))
     )
     temperature = np.where(running, temperature, ambient + 3.0)
+    reported_offset = plan.temp_read_add if plan is not None else 0.0
     throttle = 1.0 - np.clip((temperature - 85.0) / 15.0, 0.0, 0.5)
     noise = 1.0 + rng.normal(0.0, cfg.hashrate_noise, (n_miners, n_steps, N_BOARDS))
     board_hash = (
@@ -397,6 +443,8 @@ def simulate_fleet(
 
     fan_target = np.clip(3000.0 + 150.0 * (temperature - 62.0), 3000.0, 6000.0) + fx.fan_add
     fan_target = np.where(running, np.minimum(fan_target, 6200.0), 1200.0)
+    if plan is not None:
+        fan_target = fan_target + np.where(running, plan.fan_read_add, 0.0)
     fans = fan_target[:, :, None] * fx.fan_mult + rng.normal(0.0, cfg.fan_noise_rpm, fx.fan_mult.shape)
     fans = np.clip(fans, 0.0, None)
     fans[fx.fan_mult == 0.0] = 0.0
@@ -405,6 +453,8 @@ def simulate_fleet(
     power = nominal_power * power_factor * (0.08 + 0.92 * utilisation) * fx.power_mult
     power *= 1.0 + rng.normal(0.0, 1.0, power.shape) * (cfg.power_noise + fx.power_noise)
     power = np.where(running, power, rng.uniform(60.0, 120.0, power.shape))
+    if plan is not None:
+        power = power * plan.power_read_mult
 
     share_rate = hashrate * cfg.shares_per_ths_interval * fx.share_mult
     accepted_inc = rng.poisson(share_rate)
@@ -421,7 +471,9 @@ def simulate_fleet(
         ):
             present[m, lo : lo + int(rng.integers(1, 7))] = False
     present[0, -int(cfg.demo_fan_hours * steps_per_hour) :] = True  # the demo's final hours are complete
-    temperature = np.where(rng.random(temperature.shape) < cfg.reading_drop_rate, np.nan, temperature)
+    temperature = np.where(
+        rng.random(temperature.shape) < cfg.reading_drop_rate, np.nan, temperature + reported_offset
+    )
     fan_mean = np.where(rng.random(temperature.shape) < cfg.reading_drop_rate, np.nan, fans.mean(axis=2))
 
     rows = present.reshape(-1)
@@ -447,4 +499,65 @@ def simulate_fleet(
         start=_to_datetime(times[0]),
         end=_to_datetime(times[-1]),
         interval_s=interval_s,
+        site_events=sorted(site_events, key=lambda e: (e.start, e.site, e.kind)),
+        contexts=sorted(contexts, key=lambda c: (c.at, c.miner_id)),
     )
+
+
+def _confounders(
+    seed: int,
+    cfg: SimSettings,
+    miner_ids: list[str],
+    sites: list[str],
+    times: np.ndarray,
+    interval_s: int,
+    fx: _Effects,
+    busy: list[tuple[int, int, int]],
+    planned: list[PlannedState],
+) -> tuple[
+    confounders.ConfounderPlan, list[Episode], list[PlannedState], list[ContextTruth], list[SiteEventTruth]
+]:
+    """Draw the confounders from their own stream and write them into the effects."""
+    rng = np.random.default_rng([seed, 7])
+    steps_per_hour = 3600 / interval_s
+    n_steps = times.shape[0]
+    index = {m: i for i, m in enumerate(miner_ids)}
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for m, lo, hi in busy:
+        spans.setdefault(m, []).append((lo, hi))
+    t0 = int(times[0].astype(np.int64))
+    for state in planned:
+        lo = (int(state.start.timestamp()) - t0) // interval_s
+        hi = (int(state.end.timestamp()) - t0) // interval_s
+        spans.setdefault(index[state.miner_id], []).append((lo, hi))
+    protect_from = n_steps - int((cfg.demo_fan_hours + 30) * steps_per_hour)
+    plan = confounders.draw(rng, cfg, sites, n_steps, steps_per_hour, fx.running, spans, protect_from)
+
+    def at(step: int) -> datetime:
+        return _to_datetime(times[min(step, n_steps - 1)])
+
+    drifts, maintenance = [], []
+    for number, drift in enumerate(plan.drifts):
+        m, lo, hi = drift.miner, drift.start, drift.end
+        temp, fan = confounders.drift_effect(hi - lo, rng)
+        fx.temp_add[m, lo:hi] += temp
+        fx.fan_add[m, lo:hi] += fan
+        done = min(n_steps, hi + int(steps_per_hour))
+        fx.running[m, hi:done] = False  # the cleaning: switched off on purpose, recorded
+        drifts.append(Episode(miner_ids[m], "drift", FailureMode.THERMAL, at(lo), None, at(hi)))
+        maintenance.append(
+            PlannedState(
+                state_id=f"sim-maintenance-{number}-{miner_ids[m]}",
+                miner_id=miner_ids[m],
+                kind=PlannedStateKind.MAINTENANCE,
+                start=at(hi),
+                end=at(done),
+                note="simulated cleaning after a slow drift",
+            )
+        )
+    contexts = [ContextTruth(miner_ids[m], kind, at(step)) for m, kind, step in plan.contexts]
+    site_events = [
+        SiteEventTruth(site, kind, at(lo), at(hi), tuple(miner_ids[m] for m in members))
+        for site, kind, lo, hi, members in plan.site_events
+    ]
+    return plan, drifts, maintenance, contexts, site_events

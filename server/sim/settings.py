@@ -1,4 +1,4 @@
-"""Frozen settings of the demo fleet simulator and its hardware catalogue.
+"""Frozen settings of the demo fleet simulator and the hardware it simulates.
 
 These numbers define the data the models are evaluated on: change them only together with the
 evaluation baselines. Every rate is per miner unless it says fleet.
@@ -7,6 +7,8 @@ evaluation baselines. Every rate is per miner unless it says fleet.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from server.hardware import known_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +23,18 @@ class HardwareModel:
     """Chip temperature above ambient at full load, °C."""
 
 
+def _simulated(name: str, temp_rise_c: float) -> HardwareModel:
+    """A model of the hardware catalogue (server/hardware.py) with what only the simulator needs."""
+    known = known_model(name)
+    assert known is not None, name
+    return HardwareModel(known.name, known.make, known.hashrate_ths, known.power_w, temp_rise_c)
+
+
 HARDWARE: tuple[HardwareModel, ...] = (
-    HardwareModel("Antminer S19 Pro", "Bitmain", 110.0, 3250.0, 43.0),
-    HardwareModel("Antminer S19j Pro", "Bitmain", 100.0, 3050.0, 42.0),
-    HardwareModel("Antminer S21", "Bitmain", 200.0, 3500.0, 41.0),
-    HardwareModel("Whatsminer M30S", "MicroBT", 86.0, 3230.0, 44.0),
+    _simulated("Antminer S19 Pro", 43.0),
+    _simulated("Antminer S19j Pro", 42.0),
+    _simulated("Antminer S21", 41.0),
+    _simulated("Whatsminer M30S", 44.0),
 )
 HARDWARE_WEIGHTS: tuple[float, ...] = (0.35, 0.25, 0.2, 0.2)
 
@@ -92,6 +101,27 @@ class SimSettings:
     """Network blips: runs of 1-6 missing samples."""
     reading_drop_rate: float = 0.001
     """Probability that a temperature or fan reading alone is missing (NULL)."""
+    confounders: bool = True
+    """Draw the confounders of server/sim/confounders.py (heat waves, firmware updates, site pool
+    outages, healthy reboots, slow drifts); False gives the fleet without them."""
+    site_pool_outages: bool = True
+    """Fleet-wide pool incidents hit whole sites (site events); False: random miners (older fleets)."""
+    heat_waves_per_fleet_day: float = 0.12
+    """Regional heat waves; each site joins one with probability heat_wave_site_share."""
+    heat_wave_site_share: float = 0.7
+    """Probability that a site is inside a given heat wave."""
+    heat_wave_c: tuple[float, float] = (5.0, 10.0)
+    """Ambient rise of a heat wave, °C."""
+    heat_wave_hours: tuple[float, float] = (4.0, 10.0)
+    """Plateau of a heat wave, hours (plus 1-2 h ramps at both ends)."""
+    firmware_updates_per_site_day: float = 1 / 30
+    """Site-wide firmware updates: reboots, then shifted temperature, fan and power readings."""
+    drifts_per_miner_day: float = 1 / 60
+    """Slow drifts (thermal paste drying over days), each ended by a recorded maintenance."""
+    drift_hours: tuple[float, float] = (36.0, 96.0)
+    """Length of a slow drift, hours."""
+    reboots_per_miner_day: float = 1 / 10
+    """Healthy single reboots (counters reset, minutes without hashing): context, not faults."""
     kinds: dict[str, tuple[int, float, tuple[float, float], tuple[float, float]]] = field(
         default_factory=lambda: dict(FAILURE_KINDS)
     )
