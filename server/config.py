@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -117,6 +118,9 @@ class Settings(BaseSettings):
     """Address the Prometheus /metrics endpoint binds (loopback: scrape through a local agent)."""
     metrics_port: int = Field(9464, ge=-1, le=65535)
     """Prometheus /metrics port; 0 picks a free one, -1 turns the endpoint off."""
+    backup_dir: Path | None = None
+    """Where FleetService/Backup (POST /api/advanced/backup) writes backups; unset = data_dir/backups
+    (put it on another disk to survive losing the data directory's)."""
     per_miner_metrics: bool = True
     """Export per-miner series on /metrics (risk, anomaly, staleness, planned state, readings)."""
     audit_log_file: Path | None = None
@@ -127,6 +131,12 @@ class Settings(BaseSettings):
     """Rate limit per client for Train and ScoreFleet: calls allowed back to back."""
     max_subscriptions: int = Field(256, ge=1)
     """Most concurrent score subscriptions; more answer RESOURCE_EXHAUSTED."""
+    max_subscriptions_per_token: int = Field(16, ge=1)
+    """Most concurrent score subscriptions of one token (or one client address with auth off)."""
+    trusted_proxies: str = ""
+    """Comma-separated proxy addresses or CIDRs whose x-forwarded-for names the client (e.g. a remote
+    Envoy); empty = none. Envoy started with --with-envoy connects over a private Unix socket and is
+    trusted without this."""
 
     @model_validator(mode="after")
     def _tls_files_in_pairs(self) -> Settings:
@@ -136,6 +146,22 @@ class Settings(BaseSettings):
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
         return self
+
+    @model_validator(mode="after")
+    def _trusted_proxies_parse(self) -> Settings:
+        self.trusted_proxy_networks  # noqa: B018 - parsing is the check
+        return self
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        networks = []
+        for entry in (e.strip() for e in self.trusted_proxies.split(",")):
+            if entry:
+                try:
+                    networks.append(ipaddress.ip_network(entry, strict=False))
+                except ValueError as exc:
+                    raise ValueError(f"trusted_proxies: {entry!r} is not an address or CIDR") from exc
+        return networks
 
     @model_validator(mode="after")
     def _cutoffs_increase(self) -> Settings:
@@ -151,6 +177,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def backup_path(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def audit_path(self) -> Path:

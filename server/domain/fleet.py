@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from server import __version__, auth
+from server import __version__
 from server.config import Settings
 from server.domain import liveness, validation
+from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels, ModelSummary
 from server.domain.scores import LatestScores
-from server.errors import InvalidArgument, MinerNotFound, PermissionDenied
+from server.errors import InvalidArgument, PermissionDenied
 from server.hardware import known_model
 from server.models.registry import ModelRegistry, ModelVersionInfo
 from server.records import FEATURE_COLUMNS, Miner, MinerScore, MinerStatus, RiskLevel, StoreCounts
@@ -68,7 +69,9 @@ class Fleet:
         scores: LatestScores,
         settings: Settings,
         on_miner_changed: Callable[[list[str]], None] | None = None,
+        access: MinerAccess | None = None,
     ) -> None:
+        self._access = access or MinerAccess(store)
         self._on_miner_changed = on_miner_changed  # e.g. the feature cache re-reading the record
         self._store = store
         self._models = models
@@ -77,7 +80,7 @@ class Fleet:
 
     async def status(self) -> StatusInfo:
         counts = await asyncio.to_thread(self._store.counts)
-        if auth.current().scoped:  # a scoped token learns only about its own miners
+        if self._access.scoped():  # a scoped token learns only about its own miners
             counts = await asyncio.to_thread(self._scoped_counts, counts)
         lstm, autoencoder = self._models.lstm, self._models.autoencoder
         not_activated = await asyncio.to_thread(self._not_activated)
@@ -105,7 +108,7 @@ class Fleet:
         return out
 
     def _scoped_counts(self, counts: StoreCounts) -> StoreCounts:
-        visible = {m.miner_id for m in auth.visible(self._store.list_miners())}
+        visible = self._access.visible_ids_blocking() or frozenset()
         stats = self._store.miner_stats()
         seen = [last for count, last in (stats.get(m, (0, None)) for m in visible) if last is not None]
         failures = self._store.list_failures(None, 10_000_000)
@@ -118,10 +121,7 @@ class Fleet:
         )
 
     async def get_miner(self, miner_id: str) -> MinerView:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
+        miner = await self._access.resolve(miner_id)
         stats = await asyncio.to_thread(self._store.miner_stats)
         count, last_seen = stats.get(miner.miner_id, (0, None))
         statuses = liveness.statuses(await asyncio.to_thread(self._store.miner_conditions), self._settings)
@@ -129,25 +129,25 @@ class Fleet:
         return MinerView(miner, count, last_seen, self._scores.get(miner.miner_id), status)
 
     async def upsert_miner(self, miner: Miner) -> MinerView:
-        validation.miner_id(miner.miner_id, "miner.miner_id")
-        if not miner.hardware_model:
-            raise InvalidArgument.for_field("miner.hardware_model", "is required, e.g. 'Antminer S19 Pro'")
-        for name in ("nominal_hashrate_ths", "nominal_power_w"):
-            if not getattr(miner, name) >= 0:
-                raise InvalidArgument.for_field(f"miner.{name}", "must be >= 0")
-        if auth.current().scoped:
-            existing = await asyncio.to_thread(self._store.get_miner, miner.miner_id)
-            if not auth.can_see(miner) or (existing is not None and not auth.can_see(existing)):
-                # The same answer whether the miner exists or not: nothing leaks.
-                raise PermissionDenied(
-                    "miner.miner_id: this token may only register or change miners in its own scope",
-                    reason="OUT_OF_SCOPE",
-                )
+        validation.miner_record(miner, "miner")
+        # Identity resolution (serial, then MAC, then the id) decides which miner this changes: every
+        # key that names a miner must name one the caller may see, and so must the record it leaves.
+        keys = [k for k in (miner.serial.strip(), miner.mac.strip(), miner.miner_id) if k]
+        known = await asyncio.to_thread(self._store.lookup_miners, keys)
+        target = next((known[k] for k in keys if k in known), None)
+        result = replace(miner, site=miner.site or (target.site if target else ""))
+        if not (self._access.allows(result) and self._access.may_claim(keys, known)):
+            # The same answer whether the miner exists or not: nothing leaks.
+            raise PermissionDenied(
+                "miner.miner_id: this token may only register or change miners in its own scope",
+                reason="OUT_OF_SCOPE",
+            )
         miner, warnings = with_nameplate(miner)  # fills what the record leaves empty
         stored = await asyncio.to_thread(self._store.upsert_miners, [miner])
         if self._on_miner_changed is not None:
             await asyncio.to_thread(self._on_miner_changed, stored)
-        return replace(await self.get_miner(miner.miner_id), warnings=warnings)
+        # the miner changed, which the path id may only alias
+        return replace(await self.get_miner(stored[0]), warnings=warnings)
 
     async def list_miners(
         self,
@@ -167,7 +167,7 @@ class Fleet:
         statuses = liveness.statuses(await asyncio.to_thread(self._store.miner_conditions), self._settings)
         scores = self._scores.snapshot()
         views = []
-        for miner in auth.visible(miners):
+        for miner in self._access.visible(miners):
             if hardware_model and miner.hardware_model != hardware_model:
                 continue
             if site and miner.site != site:

@@ -35,9 +35,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from server import auth
 from server.config import Settings
 from server.domain import housekeeping, outages, validation
+from server.domain.access import MinerAccess
 from server.errors import EventNotFound, FieldViolation, InvalidArgument, MinerNotFound
 from server.hardware import known_model
 from server.records import (
@@ -58,12 +58,7 @@ from server.store import QUALITY_SENSOR_GLITCH, Store
 log = logging.getLogger(__name__)
 
 # Physical bounds beyond any sensor's range: values outside are errors, not data.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "hashrate_ths": (0.0, 10_000.0),
-    "temperature_c": (-60.0, 200.0),
-    "fan_speed_rpm": (0.0, 50_000.0),
-    "power_w": (0.0, 100_000.0),
-}
+BOUNDS = validation.READING_BOUNDS
 MAX_FUTURE = timedelta(minutes=10)
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
 OLDEST = datetime(2009, 1, 3, tzinfo=UTC)  # nothing mined before the genesis block
@@ -122,9 +117,10 @@ class ValidColumns:
 class Ingest:
     """Validates and stores telemetry, failure events and planned states."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, access: MinerAccess | None = None) -> None:
         self._store = store
         self._settings = settings
+        self._access = access or MinerAccess(store)
         self._listeners: list[Listener] = []
 
     def add_listener(self, listener: Listener) -> None:
@@ -174,15 +170,18 @@ class Ingest:
         for said in identities.values():
             keys.update(k for k in (said.serial, said.mac) if k)
         known = self._store.lookup_miners(sorted(keys))
-        principal = auth.current()
+        scoped = self._access.scoped()
         refused: dict[int, str] = {}  # index in given -> why its samples are refused
         nominal = np.zeros(given.shape[0], dtype=np.float64)  # (M,)
         for k, miner_id in enumerate(given_ids):
             identity = identities.get(miner_id)
             aliases = (identity.serial, identity.mac) if identity else ()
             miner = next((known[a] for a in (*aliases, miner_id) if a in known), None)
-            if principal.scoped and (miner is None or not principal.can_see(miner)):
-                # A token scoped to some miners writes only those; others read as unknown.
+            if scoped and not (
+                self._access.allows(miner) and self._access.may_claim((*aliases, miner_id), known)
+            ):
+                # A token scoped to some miners writes only those, and never claims another miner's id,
+                # serial or MAC as an alias; others read as unknown.
                 refused[k] = f"unknown miner {miner_id!r} for this token"
             elif miner is None and not auto_register:
                 refused[k] = (
@@ -278,8 +277,7 @@ class Ingest:
             raise InvalidArgument.for_field("page_size", "must be between 0 and 1000 (0 = 100)")
         if miner_id:
             miner_id = await self._known_miner(miner_id)
-        elif auth.current().scoped:  # a scoped token lists only its miners' failures
-            visible = {m.miner_id for m in auth.visible(await asyncio.to_thread(self._store.list_miners))}
+        elif (visible := await self._access.visible_ids()) is not None:  # a scoped token: its miners only
             events = await asyncio.to_thread(self._store.list_failures, None, 10_000_000)
             return [e for e in events if e.miner_id in visible][: page_size or 100]
         return await asyncio.to_thread(self._store.list_failures, miner_id or None, page_size or 100)
@@ -299,11 +297,7 @@ class Ingest:
         return state
 
     async def _known_miner(self, miner_id: str) -> str:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
-        return miner.miner_id
+        return (await self._access.resolve(miner_id)).miner_id  # out of scope reads as absent
 
 
 def validate(batch: ColumnInput, *, now: datetime, max_samples: int) -> ValidColumns:
@@ -372,6 +366,9 @@ def validate(batch: ColumnInput, *, now: datetime, max_samples: int) -> ValidCol
                     refuse(i, 8, f"fan_speeds_rpm[{fan}]", f"{rpm} is not a possible RPM")
                 elif rpm > PLAUSIBLE_FAN_RPM:
                     fan_glitch[i] = True
+    if batch.boards is not None:
+        for i, readings in enumerate(batch.boards):
+            found.extend((i, 8, v) for v in validation.boards(readings, f"samples[{i}]"))
     if batch.identity is not None:
         found.extend((i, 9, v) for i, v in _identity_violations(batch))
     if found:
@@ -435,8 +432,17 @@ def _identity_violations(batch: ColumnInput) -> list[tuple[int, FieldViolation]]
     serials, macs = batch.identity["serial"].tolist(), batch.identity["mac"].tolist()
     first_seen: dict[str, int] = {}  # miner_id -> its first sample with a serial or MAC
     found: list[tuple[int, FieldViolation]] = []
+    models = batch.identity["hardware_model"].tolist()
     for index, miner_id in enumerate(batch.miner_id.tolist()):
         serial, mac = serials[index], macs[index]
+        overlong = [
+            (index, v)
+            for name, value in (("hardware_model", models[index]), ("serial", serial), ("mac", mac))
+            if (v := validation.text(value, batch.where(index, name))) is not None
+        ]
+        if overlong:
+            found.extend(overlong)
+            continue
         if serial:
             try:
                 validation.miner_id(serial.strip(), batch.where(index, "serial"))

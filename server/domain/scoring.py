@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from server import auth
 from server.config import Settings
 from server.domain import liveness, validation
+from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels, Loaded
 from server.domain.anomaly_decision import (
     DEFAULT_DECISION,
@@ -34,7 +34,7 @@ from server.domain.batcher import BatchFn, MicroBatcher
 from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
 from server.domain.site_events import SiteEvent, SiteEvents, kind_of, utc
-from server.errors import InsufficientHistory, InvalidArgument, MinerNotFound, ModelNotTrained
+from server.errors import InsufficientHistory, InvalidArgument, ModelNotTrained
 from server.models.explain import RiskFactor
 from server.models.features import history_rows
 from server.models.inference import AnomalyScorer, FailureRiskPredictor, WindowBatch
@@ -144,8 +144,10 @@ class Scoring:
         scores: LatestScores,
         settings: Settings,
         cache: FeatureCache | None = None,
+        access: MinerAccess | None = None,
     ) -> None:
         self._store = store
+        self._access = access or MinerAccess(store)
         self._models = models
         self._scores = scores
         self._settings = settings
@@ -155,6 +157,7 @@ class Scoring:
         """The latest site events per site, as the anomaly decisions found them (for gauges)."""
         self._fleet_norms: dict[str, tuple[float, dict[str, float]]] = {}
         self._batchers: dict[str, MicroBatcher] = {}
+        self._retiring: set[asyncio.Task[None]] = set()  # old batchers finishing their queue
         self.on_batch: Callable[[int], None] | None = None
         """Told each dynamic batch's size (the batch-size histogram)."""
         self._score_lock = threading.Lock()
@@ -173,7 +176,11 @@ class Scoring:
                 name=f"batcher-{version}",
                 on_batch=self._observe_batch,
             )
-            self._batchers = {version: batcher}  # old versions' batchers are dropped
+            for old in self._batchers.values():  # old versions' batchers finish their queue and end
+                retiring = asyncio.get_running_loop().create_task(old.retire(), name=f"retire-{version}")
+                self._retiring.add(retiring)
+                retiring.add_done_callback(self._retiring.discard)
+            self._batchers = {version: batcher}
         return batcher
 
     def _observe_batch(self, size: int) -> None:
@@ -183,6 +190,8 @@ class Scoring:
     async def close(self) -> None:
         for batcher in list(self._batchers.values()):
             await batcher.close()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def _recent(self, miner: Miner, history: int) -> MinerSeries:
         cached = self._cache.get(miner.miner_id) if self._cache is not None else None
@@ -475,10 +484,7 @@ class Scoring:
 
     async def visible_miner_ids(self) -> frozenset[str] | None:
         """The miners the caller may see, or None when its token is not scoped (streams filter by it)."""
-        if not auth.current().scoped:
-            return None
-        miners = await asyncio.to_thread(self._store.list_miners)
-        return frozenset(m.miner_id for m in auth.visible(miners))
+        return await self._access.visible_ids()
 
     # -- fleet-wide scoring ----------------------------------------------------------------------------
 
@@ -501,7 +507,7 @@ class Scoring:
             for miner, series in entries
             if (not wanted or miner.miner_id in wanted)
             and (not hardware_model or miner.hardware_model == hardware_model)
-            and auth.can_see(miner)
+            and self._access.allows(miner)
         ]
         scores, skipped = await asyncio.to_thread(self.score_entries, entries)
         selected = [s for s in scores if not min_risk_level or s.risk_level >= min_risk_level]
@@ -625,17 +631,13 @@ class Scoring:
         cache holds and the caller may see it; None sends the caller to the store (aliases, scope
         errors, unknown miners). The cache re-reads a miner's record whenever it changes."""
         cached = self._cache.get(miner_id) if self._cache is not None else None
-        if cached is None or not auth.can_see(cached[0]):
+        if cached is None or not self._access.allows(cached[0]):
             return None
         validation.miner_id(miner_id)
         return cached[0]
 
     async def _miner(self, miner_id: str) -> Miner:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
-        return miner
+        return await self._access.resolve(miner_id)  # out of the caller's scope reads as absent
 
     def _lstm(self) -> Loaded:
         loaded = self._models.lstm

@@ -12,6 +12,8 @@ miner's own miner_id.
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -187,6 +189,15 @@ class Store:
     def schema_version(self) -> int:
         with self._reader() as cur:
             return current_version(cur)
+
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of the database file (a backup), taken while the store serves: under the
+        write lock (no transaction commits meanwhile) the log is checkpointed into the file, which is
+        then copied. Readers go on; writers wait for the copy."""
+        with self._write_lock, self._reader() as cur:
+            cur.execute("CHECKPOINT")
+            shutil.copyfile(self._path, target)
+        os.chmod(target, 0o600)
 
     def checkpoint(self) -> None:
         """Merge the write-ahead log into the database file (after a large seed)."""

@@ -8,6 +8,7 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from mining.analytics.v1alpha1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
+from server import auth
 from server.domain import subscriptions, validation
 from server.domain.scoring import Scoring
 from server.domain.subscriptions import ScoreFilter, ScoreHub
@@ -57,7 +58,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         events = self._hub.subscribe(
             score_filter, after_sequence=request.after_sequence, heartbeat_s=heartbeat
         )
-        with self._slots.hold():  # caps concurrent streams (RESOURCE_EXHAUSTED beyond the cap)
+        # Caps concurrent streams, in total and per token (RESOURCE_EXHAUSTED beyond either cap).
+        with self._slots.hold(auth.current().name):
+            # Headers now, not with the first event (up to heartbeat_seconds later): a REST client
+            # behind Envoy sees its 200 at once.
+            await context.send_initial_metadata(())
             async for event in events:
                 yield event_to_proto(event)
 
