@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from server.domain.active_models import ActiveModels, Loaded, ModelSummary
+from server.domain.active_models import ActiveModels, ModelSummary, ServingModel
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.models import ModelKind
 from server.models.inference import serving_class
@@ -51,7 +51,7 @@ class ModelsAdmin:
                 continue
             info = next((v for v in self._registry.list(kind) if v.version == version), None)
             setter(
-                Loaded(
+                ServingModel(
                     model=served,
                     summary=ModelSummary(
                         version=version,

@@ -19,7 +19,7 @@ import numpy as np
 from server import auth
 from server.config import Settings
 from server.domain import validation
-from server.domain.active_models import ActiveModels, Loaded
+from server.domain.active_models import ActiveModels, ServingModel
 from server.domain.batcher import BatchFn, MicroBatcher
 from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
@@ -187,7 +187,7 @@ class Scoring:
     def _predict(
         self,
         predictor: FailureRiskPredictor,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         series: MinerSeries,
         explain: bool,
@@ -206,7 +206,7 @@ class Scoring:
     def _prediction(
         self,
         predictor: FailureRiskPredictor,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         batch: WindowBatch,
         risk: float,
@@ -300,7 +300,7 @@ class Scoring:
     def _detect(
         self,
         scorer: AnomalyScorer,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         series: object,
         start: datetime,
@@ -481,13 +481,13 @@ class Scoring:
             raise MinerNotFound(miner_id)
         return miner
 
-    def _lstm(self) -> Loaded:
+    def _lstm(self) -> ServingModel:
         loaded = self._models.lstm
         if loaded is None:
             raise ModelNotTrained("no trained LSTM model: POST /api/advanced/train/lstm")
         return loaded
 
-    def _autoencoder(self) -> Loaded:
+    def _autoencoder(self) -> ServingModel:
         loaded = self._models.autoencoder
         if loaded is None:
             raise ModelNotTrained("no trained anomaly autoencoder: POST /api/advanced/train/autoencoder")
