@@ -38,7 +38,7 @@ import numpy as np
 from server import auth
 from server.config import Settings
 from server.domain import housekeeping, outages, validation
-from server.errors import FieldViolation, InvalidArgument, MinerNotFound
+from server.errors import FieldViolation, InvalidArgument, MinerNotFound, next_step
 from server.hardware import known_model
 from server.records import (
     PLAUSIBLE_FAN_RPM,
@@ -185,9 +185,10 @@ class Ingest:
                 # A token scoped to some miners writes only those; others read as unknown.
                 refused[k] = f"unknown miner {miner_id!r} for this token"
             elif miner is None and not auto_register:
+                register = next_step("FleetService.UpsertMiner", **{"miner.miner_id": miner_id})
                 refused[k] = (
                     f"unknown miner {miner_id!r} and auto-registration is off; register it first "
-                    f"(PUT /api/advanced/miners/{miner_id}) or send its known serial or MAC"
+                    f"({register}) or send its known serial or MAC"
                 )
             else:
                 nominal[k] = (miner.nominal_hashrate_ths if miner else 0.0) or (

@@ -23,7 +23,7 @@ from server.domain.active_models import ActiveModels, ServingModel
 from server.domain.batcher import BatchFn, MicroBatcher
 from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
-from server.errors import InsufficientHistory, InvalidArgument, MinerNotFound, ModelNotTrained
+from server.errors import InsufficientHistory, InvalidArgument, MinerNotFound, ModelNotTrained, next_step
 from server.models.explain import RiskFactor
 from server.models.features import history_rows
 from server.models.inference import AnomalyScorer, FailureRiskPredictor, WindowBatch
@@ -484,11 +484,14 @@ class Scoring:
     def _lstm(self) -> ServingModel:
         loaded = self._models.lstm
         if loaded is None:
-            raise ModelNotTrained("no trained LSTM model: POST /api/advanced/train/lstm")
+            raise ModelNotTrained(
+                f"no trained LSTM model: {next_step('TrainingService.Train', model_kind='lstm')}"
+            )
         return loaded
 
     def _autoencoder(self) -> ServingModel:
         loaded = self._models.autoencoder
         if loaded is None:
-            raise ModelNotTrained("no trained anomaly autoencoder: POST /api/advanced/train/autoencoder")
+            train = next_step("TrainingService.Train", model_kind="autoencoder")
+            raise ModelNotTrained(f"no trained anomaly autoencoder: {train}")
         return loaded

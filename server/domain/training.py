@@ -34,7 +34,7 @@ from server.domain.jobs import (
     ModelKind,
     TrainParams,
 )
-from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, next_step
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class TrainingJobs:
                 if running.kind == model_kind:
                     raise AlreadyExists(
                         f"a {model_kind.name} training job is already running: {job_id}; follow it with "
-                        f"GET /api/advanced/train/jobs/{job_id} or cancel it first",
+                        f"{next_step('TrainingService.GetTrainJob', job_id=job_id)} or cancel it first",
                         reason="TRAINING_IN_PROGRESS",
                         metadata={"job_id": job_id},
                     )
@@ -172,7 +172,8 @@ class TrainingJobs:
         job = await asyncio.to_thread(self._read, job_id)
         if job is None:
             raise NotFound(
-                f"job_id: no training job {job_id!r}; list jobs with GET /api/advanced/train/jobs",
+                f"job_id: no training job {job_id!r}; list jobs with "
+                f"{next_step('TrainingService.ListTrainJobs')}",
                 reason="JOB_NOT_FOUND",
                 metadata={"job_id": job_id},
             )

@@ -20,6 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.errors import DomainError
+from server.transport import next_steps
 from server.transport.codes import grpc_code
 from server.transport.interceptors import rewrap
 
@@ -28,14 +29,19 @@ log = logging.getLogger(__name__)
 ERROR_DOMAIN = "mining.analytics"
 
 
-def to_rpc_status(error: DomainError) -> grpc.Status:
-    """The rich gRPC status for a domain error."""
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+def to_rpc_status(error: DomainError, *, rest: bool = False) -> grpc.Status:
+    """The rich gRPC status for a domain error; its next steps name REST routes when `rest`."""
+    metadata = dict(error.metadata)
+    if step := next_steps.first(error.message):
+        metadata.setdefault("next_step", step)
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
     details = [_pack(info)]
     if error.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=next_steps.render(v.description, rest=rest)
+                )
                 for v in error.violations
             ]
         )
@@ -45,7 +51,8 @@ def to_rpc_status(error: DomainError) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(retry_after_s * 1000))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    status = status_pb2.Status(code=grpc_code(error).value[0], message=error.message, details=details)
+    message = next_steps.render(error.message, rest=rest)
+    status = status_pb2.Status(code=grpc_code(error).value[0], message=message, details=details)
     rich = rpc_status.to_status(status)
     if retry_after_s is not None:
         # Also as a plain header-style hint (HTTP clients behind Envoy read it as Retry-After).
@@ -74,7 +81,8 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: 
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
     if isinstance(exc, DomainError):
         log.info("%s -> %s %s: %s", method, grpc_code(exc).name, exc.reason, exc.message)
-        await context.abort_with_status(to_rpc_status(exc))
+        rest = next_steps.is_rest(context.invocation_metadata())
+        await context.abort_with_status(to_rpc_status(exc, rest=rest))
     incident = uuid.uuid4().hex[:12]
     log.error("%s failed (incident %s)", method, incident, exc_info=exc)
     await context.abort_with_status(internal_status(incident))
