@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -115,11 +116,16 @@ def open_store(settings: Settings) -> Store:
             settings.demo_days,
             settings.demo_seed,
         )
+        # The demo ends at the last midnight UTC, not at the wall clock: the simulator's daily
+        # ambient cycle is tied to the UTC hour, so an end at "now" gave every run a different fleet
+        # (and model, and verdict on the demo miner); ending on a day boundary makes two runs the
+        # same fleet shifted by whole days.
         fleet = simulate_fleet(
             settings.demo_miners,
             settings.demo_days,
             settings.demo_seed,
             interval_s=settings.sample_interval_s,
+            end=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
         )
         seed_store(store, fleet)
     counts = store.counts()
@@ -197,7 +203,7 @@ async def start(settings: Settings) -> App:
     housekeeping = Housekeeping(store, settings)
     housekeeping.start()
 
-    ops = await asyncio.to_thread(Operations.create, settings, store, scores, models)
+    ops = await asyncio.to_thread(Operations.create, settings, store, scores, models, cache)
     scoring.on_batch = ops.metrics.batch_size.observe
     ops.metrics.add(RescoreCollector(lambda: rescorer.progress))
     server = grpc.aio.server(

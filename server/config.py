@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     """Early stopping: epochs without a better validation loss before training stops."""
     train_seed: int = 42
     """Default training seed."""
+    gate_lstm_min_auc_lower: float = Field(0.55, ge=0.0, le=1.0)
+    """Promotion gate: an LSTM is activated only when the lower end of its validation ROC-AUC 95 %
+    interval (bootstrap over validation miners) reaches this (chance 0.5 + a 0.05 margin); 0 turns
+    the check off."""
+    gate_autoencoder_min_recall: float = Field(0.5, ge=0.0, le=1.0)
+    """Promotion gate: an autoencoder is activated only when at least this share of the failures of
+    its validation miners has a window above its threshold (the 99th percentile of healthy validation
+    errors, i.e. 1 % false alarms per window) in the 24 h before; 0 turns the check off."""
     log_level: str = "INFO"
     """Log level: DEBUG, INFO, WARNING, ERROR."""
     log_json: bool = False

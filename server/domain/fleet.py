@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from server import __version__, auth
@@ -15,6 +15,7 @@ from server.domain import validation
 from server.domain.active_models import ActiveModels, ModelSummary
 from server.domain.scores import LatestScores
 from server.errors import InvalidArgument, MinerNotFound, PermissionDenied
+from server.models.registry import ModelRegistry, ModelVersionInfo
 from server.records import FEATURE_COLUMNS, Miner, MinerScore, RiskLevel, StoreCounts
 from server.store import Store
 
@@ -28,6 +29,8 @@ class StatusInfo:
     horizon_hours: int
     counts: StoreCounts
     server_version: str
+    not_activated: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """ModelKind -> (newest version, why it is not active) when the newest version is not active."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class Fleet:
         if auth.current().scoped:  # a scoped token learns only about its own miners
             counts = await asyncio.to_thread(self._scoped_counts, counts)
         lstm, autoencoder = self._models.lstm, self._models.autoencoder
+        not_activated = await asyncio.to_thread(self._not_activated)
         return StatusInfo(
             lstm=lstm.summary if lstm else None,
             autoencoder=autoencoder.summary if autoencoder else None,
@@ -80,7 +84,20 @@ class Fleet:
             horizon_hours=self._settings.horizon_hours,
             counts=counts,
             server_version=__version__,
+            not_activated=not_activated,
         )
+
+    def _not_activated(self) -> dict[int, tuple[str, str]]:
+        """Per kind, the newest registered version when it is not the active one, and why."""
+        out: dict[int, tuple[str, str]] = {}
+        newest: dict[int, ModelVersionInfo] = {}
+        for info in ModelRegistry(self._settings.models_dir).list():  # newest first
+            newest.setdefault(int(info.kind), info)
+        for kind, info in newest.items():
+            if not info.active:
+                note = info.promotion_note or "registered; another version is active"
+                out[kind] = (info.version, note)
+        return out
 
     def _scoped_counts(self, counts: StoreCounts) -> StoreCounts:
         visible = {m.miner_id for m in auth.visible(self._store.list_miners())}

@@ -97,12 +97,11 @@ def _range(
     default_span: timedelta,
     max_span: timedelta,
 ) -> tuple[datetime, datetime]:
-    """The validated [start, end): defaults filled in, start < end, at most max_span."""
+    """The validated [start, end): end defaults to default_end, start to end - default_span; start <
+    end and a span of at most max_span, or INVALID_ARGUMENT naming the field."""
     if start is not None and end is not None and end <= start:
         raise InvalidArgument.for_field("end", "must be after start")
-    end = end or (
-        start + default_span if start is not None and start + default_span < default_end else default_end
-    )
+    end = end or default_end
     start = start or end - default_span
     if end <= start:
         raise InvalidArgument.for_field("start", f"must be before end ({end.isoformat()})")
@@ -178,8 +177,7 @@ class History:
         self, miner_id: str, *, start: datetime | None, end: datetime | None, step_s: int
     ) -> Telemetry:
         miner = await self._miner(miner_id)
-        stats = await asyncio.to_thread(self._store.miner_stats)
-        newest = stats.get(miner.miner_id, (0, None))[1]
+        newest = await asyncio.to_thread(self._store.miner_newest_sample, miner.miner_id)
         default_end = newest + timedelta(seconds=1) if newest is not None else datetime.now(UTC)
         start, end = _range(start, end, default_end, DEFAULT_TELEMETRY_SPAN, MAX_TELEMETRY_SPAN)
         step_s = self._step(start, end, step_s)

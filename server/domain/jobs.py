@@ -132,10 +132,21 @@ class JobRecord:
         )
 
     def succeed(
-        self, *, elapsed_seconds: float, model_version: str, promoted: bool, **outcome: Any
+        self,
+        *,
+        elapsed_seconds: float,
+        model_version: str,
+        promoted: bool,
+        promotion_note: str = "",
+        **outcome: Any,
     ) -> JobRecord:
-        """SUCCEEDED: a model was registered (and made active when `promoted`)."""
-        kept = " and made it active" if promoted else "; the active model is as good or better, kept it"
+        """SUCCEEDED: a model was registered (and made active when `promoted`; else promotion_note
+        says why the active model stays)."""
+        kept = (
+            " and made it active"
+            if promoted
+            else f"; {promotion_note or 'the active model is as good or better, kept it'}"
+        )
         return self._move(
             JobState.SUCCEEDED,
             finished_at=_now(),

@@ -20,9 +20,20 @@ from server import auth
 from server.config import Settings
 from server.domain import validation
 from server.domain.active_models import ActiveModels, ServingModel
+from server.domain.anomaly_decision import (
+    DEFAULT_DECISION,
+    SHORT_GAP_S,
+    DecisionSettings,
+    MinerInput,
+    Prior,
+    context_reasons,
+    decide_site,
+    restarts,
+)
 from server.domain.batcher import BatchFn, MicroBatcher
 from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
+from server.domain.site_events import SiteEvent, SiteEvents, kind_of, utc
 from server.errors import InsufficientHistory, InvalidArgument, MinerNotFound, ModelNotTrained, next_step
 from server.models.explain import RiskFactor
 from server.models.features import history_rows
@@ -34,6 +45,8 @@ MAX_DETECT_RANGE = timedelta(days=7)
 DEFAULT_DETECT_RANGE = timedelta(hours=24)
 FLEET_NORM_TTL_S = 600.0
 FLEET_NORM_WINDOW = timedelta(hours=6)
+MAX_SITE_PEERS = 40
+"""DetectAnomalies scores at most this many other miners of the site (the site's same-time behaviour)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,10 @@ class WindowScore:
     is_anomaly: bool
     confidence: float
     top_features: tuple[str, ...]
+    decision_score: float = 0.0
+    window_threshold: float = 0.0
+    deviates: bool = False
+    suppression: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +93,9 @@ class Detection:
     features_analyzed: tuple[str, ...]
     model_version: str
     windows: tuple[WindowScore, ...]
+    decision_threshold: float = 0.0
+    site: str = ""
+    site_events: tuple[SiteEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +140,9 @@ class Scoring:
         self._scores = scores
         self._settings = settings
         self._cache = cache
+        self.decision: DecisionSettings = DEFAULT_DECISION
+        self.site_events = SiteEvents()
+        """The latest site events per site, as the anomaly decisions found them (for gauges)."""
         self._fleet_norms: dict[str, tuple[float, dict[str, float]]] = {}
         self._batchers: dict[str, MicroBatcher] = {}
         self.on_batch: Callable[[int], None] | None = None
@@ -272,14 +295,7 @@ class Scoring:
             start = end - DEFAULT_DETECT_RANGE
         if end - start > MAX_DETECT_RANGE:
             raise InvalidArgument.for_field("start", "the range may span at most 7 days; narrow start..end")
-        rows_before = _history(scorer)
-        history = timedelta(seconds=rows_before * self._settings.sample_interval_s)
-        series = await asyncio.to_thread(
-            self._store.load_series, [miner.miner_id], start - history, end + timedelta(seconds=1)
-        )
-        detection = await asyncio.to_thread(
-            self._detect, scorer, loaded, miner, series[miner.miner_id], start, end
-        )
+        detection = await asyncio.to_thread(self._detect, scorer, loaded, miner, start, end)
         if detection.windows:
             last = detection.windows[-1]
             previous = self._scores.get(miner.miner_id)
@@ -297,37 +313,151 @@ class Scoring:
                 )
         return detection
 
+    def _site_peers(self, miner: Miner) -> list[Miner]:
+        """The miner and up to MAX_SITE_PEERS others of its site (by id), the miner first."""
+        if not miner.site:
+            return [miner]
+        others = sorted(
+            (m for m in self._store.list_miners() if m.site == miner.site and m.miner_id != miner.miner_id),
+            key=lambda m: m.miner_id,
+        )
+        return [miner, *others[:MAX_SITE_PEERS]]
+
+    def _decision_input(
+        self,
+        scorer: AnomalyScorer,
+        miner: Miner,
+        series: MinerSeries,
+        baseline_start: datetime,
+        start: datetime,
+        end: datetime,
+    ) -> tuple[MinerInput, WindowBatch, np.ndarray]:
+        """One miner's windows from baseline_start to end (the baseline part on the baseline grid),
+        their channel errors (N, C) and the context the store knows."""
+        cfg, interval = self.decision, self._settings.sample_interval_s
+        batch = scorer.prepare(series, miner, start=baseline_start, end=end)
+        ends = batch.window_ends.astype(np.int64)
+        keep = (ends >= int(start.timestamp()) - SHORT_GAP_S) | (  # k of n looks back a little
+            (ends // interval) % cfg.baseline_stride == 0
+        )
+        batch = WindowBatch(
+            batch.miner_id,
+            batch.x[keep],
+            batch.raw[keep],
+            batch.window_starts[keep],
+            batch.window_ends[keep],
+            batch.observed[keep],
+        )
+        ends = ends[keep]
+        channel_errors = scorer.channel_errors(batch.x) if batch.x.shape[0] else np.zeros((0, 1))
+        errors = channel_errors.mean(axis=1) if batch.x.shape[0] else np.zeros(0)
+        planned = [
+            (int(p.start.timestamp()), int(p.end.timestamp()))
+            for p in self._store.list_planned_states(miner.miner_id)
+        ]
+        downtime = [
+            (int(f.occurred_at.timestamp()), int((f.repaired_at or datetime.now(UTC)).timestamp()))
+            for f in self._store.list_failures(miner.miner_id, limit=10_000)
+        ]
+        grid = series.timestamps.astype("datetime64[s]").astype(np.int64)
+        restart_times = restarts(
+            grid,
+            series.values[:, 0],
+            series.observed,
+            miner.nominal_hashrate_ths or 1.0,
+            cfg.restart_idle_samples,
+        )
+        context = context_reasons(ends, planned, downtime, restart_times, cfg)
+        return MinerInput(ends, errors, context), batch, channel_errors
+
     def _detect(
         self,
         scorer: AnomalyScorer,
         loaded: ServingModel,
         miner: Miner,
-        series: object,
         start: datetime,
         end: datetime,
     ) -> Detection:
-        batch = scorer.prepare(series, miner, start=start, end=end)  # type: ignore[arg-type]
-        channel_errors = scorer.channel_errors(batch.x) if batch.x.shape[0] else np.zeros((0, 1))
-        scores = channel_errors.mean(axis=1) if batch.x.shape[0] else np.zeros(0)
-        flags = scorer.is_anomaly(scores)
-        confidence = scorer.confidence(scores)
-        top = scorer.top_features(channel_errors) if batch.x.shape[0] else []
+        """Scores the miner and its site peers from the start of the baseline, decides every window
+        (server/domain/anomaly_decision.py) and returns the miner's windows in [start, end]."""
+        cfg, interval = self.decision, self._settings.sample_interval_s
+        baseline_start = start - timedelta(hours=cfg.baseline_hours)
+        history = timedelta(seconds=_history(scorer) * interval)
+        peers = self._site_peers(miner)
+        series = self._store.load_series(
+            [m.miner_id for m in peers], baseline_start - history, end + timedelta(seconds=1)
+        )
+        items: dict[str, MinerInput] = {}
+        batches: dict[str, tuple[WindowBatch, np.ndarray]] = {}
+        for peer in peers:
+            one = series.get(peer.miner_id)
+            if one is None or len(one) < scorer.window.sequence_length:
+                if peer.miner_id == miner.miner_id:
+                    have = int(np.sum(one.observed)) if one is not None else 0
+                    raise InsufficientHistory(miner.miner_id, have, scorer.window.sequence_length)
+                continue
+            item, batch, channel_errors = self._decision_input(scorer, peer, one, baseline_start, start, end)
+            items[peer.miner_id] = item
+            batches[peer.miner_id] = (batch, channel_errors)
+        prior = Prior.from_errors(scorer.val_errors, cfg.scale_floor)
+        decisions, spans = decide_site(miner.site or miner.miner_id, items, prior, cfg, interval)
+        last_scored = max((int(i.ends[-1]) for i in items.values() if i.ends.size), default=0)
+        events = []
+        for span in spans:
+            tops = []
+            for peer_id in span.miner_ids:
+                batch, channel_errors = batches[peer_id]
+                ends = items[peer_id].ends
+                inside = np.flatnonzero(
+                    (ends >= span.start) & (ends <= span.end) & decisions[peer_id].deviates
+                )
+                if inside.size:
+                    tops += scorer.top_features(channel_errors[inside])
+            events.append(
+                SiteEvent(
+                    site=miner.site,
+                    kind=kind_of(tops),
+                    start=utc(span.start),
+                    end=utc(span.end),
+                    open=span.end >= last_scored,
+                    miners_affected=span.peak_miners,
+                    miners_reporting=span.reporting,
+                    miner_ids=span.miner_ids,
+                )
+            )
+        if miner.site and end >= utc(last_scored) - timedelta(seconds=interval):
+            self.site_events.update(miner.site, [e for e in events if e.end >= start])
+        mine = decisions[miner.miner_id]
+        batch, channel_errors = batches[miner.miner_id]
+        shown = np.flatnonzero(mine.ends >= int(start.timestamp()))
+        scores = items[miner.miner_id].errors
+        confidence = scorer.confidence(scores[shown]) if shown.size else np.zeros(0)
+        top = scorer.top_features(channel_errors[shown]) if shown.size else []
         windows = tuple(
             WindowScore(
-                window_end=_utc(batch.window_ends[i]),
+                window_end=utc(int(mine.ends[i])),
                 score=float(scores[i]),
-                is_anomaly=bool(flags[i]),
-                confidence=float(confidence[i]),
-                top_features=tuple(top[i]) if flags[i] else (),
+                is_anomaly=bool(mine.is_anomaly[i]),
+                confidence=float(confidence[j]),
+                top_features=tuple(top[j]) if mine.deviates[i] else (),
+                decision_score=float(mine.score[i]),
+                window_threshold=float(mine.threshold[i]),
+                deviates=bool(mine.deviates[i]),
+                suppression=int(mine.suppression[i]),
             )
-            for i in range(scores.shape[0])
+            for j, i in enumerate(shown)
         )
         return Detection(
             miner_id=miner.miner_id,
-            threshold=scorer.threshold,
+            threshold=windows[-1].window_threshold
+            if windows
+            else float(np.exp(prior.median + cfg.z_threshold * prior.scale)),
             features_analyzed=tuple(scorer.feature_columns),
             model_version=loaded.summary.version,
             windows=windows,
+            decision_threshold=cfg.z_threshold,
+            site=miner.site,
+            site_events=tuple(e for e in events if e.end >= start),
         )
 
     async def visible_miner_ids(self) -> frozenset[str] | None:

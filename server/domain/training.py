@@ -342,7 +342,8 @@ class TrainingJobs:
             if kind == "epoch":
                 job = job.progress(elapsed_seconds=elapsed, **payload)
             elif kind == "done":
-                job = job.succeed(elapsed_seconds=elapsed, **payload)
+                note = str(payload.pop("promotion_note", "") or "")
+                job = job.succeed(elapsed_seconds=elapsed, promotion_note=note, **payload)
                 # Saved by _supervise once the new model serves, so SUCCEEDED means "in service".
                 process.join(30)
                 return job

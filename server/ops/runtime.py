@@ -17,6 +17,7 @@ import grpc
 from server.auth import TokenStore
 from server.config import Settings
 from server.domain.active_models import ActiveModels
+from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
 from server.ops.audit import AuditLog
 from server.ops.limits import RateLimiter, SubscriptionSlots
@@ -65,7 +66,12 @@ class Operations:
 
     @classmethod
     def create(
-        cls, settings: Settings, store: Store, scores: LatestScores, models: ActiveModels
+        cls,
+        settings: Settings,
+        store: Store,
+        scores: LatestScores,
+        models: ActiveModels,
+        cache: FeatureCache | None = None,
     ) -> Operations:
         tokens = TokenStore.load(settings.auth_tokens_file) if settings.auth_tokens_file else None
         if tokens is None:
@@ -77,7 +83,7 @@ class Operations:
             log.info("authentication on: %d token(s) from %s", len(tokens), settings.auth_tokens_file)
         credentials = server_credentials(settings)
         metrics = Metrics()
-        metrics.add(FleetCollector(store, scores, models, settings))
+        metrics.add(FleetCollector(store, scores, models, settings, cache))
         operations = cls(
             settings=settings,
             tokens=tokens,

@@ -506,6 +506,14 @@ class Store:
         with self._writer() as cur:
             return history.prune_risk_points(cur, before)
 
+    def miner_newest_sample(self, miner_id: str) -> datetime | None:
+        """The time of a miner's newest raw sample (UTC), or None when it has none."""
+        with self._reader() as cur:
+            row = fetch_one(
+                cur, "SELECT max(ts) FROM samples WHERE miner_id = ?", [self._resolve(cur, miner_id)]
+            )
+        return _utc(row[0]) if row else None
+
     def read_telemetry(
         self, miner_id: str, start: datetime, end: datetime, step_s: int
     ) -> history.TelemetryRows:

@@ -24,8 +24,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             anomaly_threshold=status.autoencoder.threshold if status.autoencoder else 0.0,
             feature_columns=status.feature_columns,
             sequence_length=status.sequence_length,
-            lstm_model_info=_model_info(status.lstm),
-            autoencoder_info=_model_info(status.autoencoder),
+            lstm_model_info=_model_info(status.lstm, status.not_activated.get(1)),
+            autoencoder_info=_model_info(status.autoencoder, status.not_activated.get(2)),
             miners=status.counts.miners,
             samples=status.counts.samples,
             failure_events=status.counts.failure_events,
@@ -81,9 +81,14 @@ def miner_to_proto(view: MinerView) -> common_pb2.Miner:
     )
 
 
-def _model_info(summary: ModelSummary | None) -> fleet_pb2.ModelInfo:
+def _model_info(summary: ModelSummary | None, not_activated: tuple[str, str] | None) -> fleet_pb2.ModelInfo:
+    version, reason = not_activated or ("", "")
     if summary is None:
-        return fleet_pb2.ModelInfo(loaded=False)
+        return fleet_pb2.ModelInfo(loaded=False, not_activated_version=version, not_activated_reason=reason)
     return fleet_pb2.ModelInfo(
-        loaded=True, version=summary.version, trained_at=to_timestamp(summary.trained_at)
+        loaded=True,
+        version=summary.version,
+        trained_at=to_timestamp(summary.trained_at),
+        not_activated_version=version,
+        not_activated_reason=reason,
     )

@@ -108,10 +108,30 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                     is_anomaly=w.is_anomaly,
                     confidence=w.confidence,
                     top_features=w.top_features,
+                    decision_score=w.decision_score,
+                    window_threshold=w.window_threshold,
+                    deviates=w.deviates,
+                    suppression=w.suppression,
                 )
                 for w in d.windows
             ],
             model_version=d.model_version,
+            decision_scores=[w.decision_score for w in d.windows],
+            decision_threshold=d.decision_threshold,
+            site_events=[
+                scoring_pb2.SiteEvent(
+                    site=e.site,
+                    kind=e.kind,
+                    start=to_timestamp(e.start),
+                    end=to_timestamp(e.end),
+                    open=e.open,
+                    miners_affected=e.miners_affected,
+                    miners_reporting=e.miners_reporting,
+                    miner_ids=e.miner_ids,
+                )
+                for e in d.site_events
+            ],
+            site=d.site,
         )
 
 

@@ -108,6 +108,16 @@ def test_staleness_and_planned_state_carry_site_and_hardware_model(server: Serve
     assert named(series, "mfh_miner_planned_state")[(labels[0], ("kind", "MAINTENANCE"), *labels[1:])] == 1
     assert series[("mfh_newest_sample_age_seconds", ())] >= 0
 
+    def temperature() -> float | None:
+        return named(scrape(server), "mfh_miner_reading").get(
+            (labels[0], labels[1], ("reading", "temperature"), labels[2])
+        )
+
+    deadline = time.monotonic() + 30  # the feature cache refreshes after ingestion, off the write path
+    while temperature() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert temperature() == 70.0
+
 
 def _fleet_collectors(server: ServerThread) -> list[object]:
     from server.ops.metrics import FleetCollector
@@ -216,7 +226,7 @@ def test_per_miner_series_can_be_turned_off(tmp_path: Path) -> None:
         running.stop()
     names = {name for name, _ in series}
     per_miner = {"mfh_miner_risk_score", "mfh_miner_anomaly", "mfh_data_staleness_seconds"}
-    assert not names & (per_miner | {"mfh_miner_planned_state"})
+    assert not names & (per_miner | {"mfh_miner_planned_state", "mfh_miner_reading"})
     assert series[("mfh_per_miner_metrics_enabled", ())] == 0
     assert series[("mfh_miners_by_risk_level", (("level", "CRITICAL"),))] == 1
     assert series[("mfh_newest_sample_age_seconds", ())] >= 0

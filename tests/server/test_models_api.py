@@ -56,7 +56,14 @@ def test_detect_returns_the_documented_fields(trained_stack: Stack) -> None:
     assert body["features_analyzed"] == list(FEATURE_COLUMNS)
     assert all(isinstance(flag, bool) for flag in body["is_anomaly"])
     assert [w["is_anomaly"] for w in body["windows"]] == body["is_anomaly"]
-    assert [w["score"] > body["threshold"] for w in body["windows"]] == body["is_anomaly"]
+    # The decision: deviates from the miner's own baseline (k of n) and is not suppressed as context.
+    assert [
+        w["deviates"] and w["suppression"] == "ANOMALY_SUPPRESSION_UNSPECIFIED" for w in body["windows"]
+    ] == (body["is_anomaly"])
+    assert body["decision_scores"] == [w["decision_score"] for w in body["windows"]]
+    assert body["decision_threshold"] == 4.0
+    assert body["threshold"] == body["windows"][-1]["window_threshold"]
+    assert body["site"] == "demo-row-1" and isinstance(body["site_events"], list)
     ends = [w["window_end"] for w in body["windows"]]
     assert ends == sorted(ends)
     assert all(0.0 <= w["confidence"] <= 1.0 for w in body["windows"])

@@ -27,7 +27,12 @@ def test_status_has_the_documented_fields(stack: Stack) -> None:
     assert body["sequence_length"] == 24
     assert body["miners"] == SMALL_FLEET["demo_miners"]
     assert int(body["samples"]) > 0  # int64 prints as a JSON string
-    assert body["lstm_model_info"] == {"loaded": False, "version": ""}
+    assert body["lstm_model_info"] == {
+        "loaded": False,
+        "version": "",
+        "not_activated_version": "",
+        "not_activated_reason": "",
+    }
 
 
 def test_miner_id_with_dots_binds_from_the_path(stack: Stack) -> None:

@@ -50,10 +50,20 @@ class ModelInfo(_message.Message):
     LOADED_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     TRAINED_AT_FIELD_NUMBER: _builtins.int
+    NOT_ACTIVATED_VERSION_FIELD_NUMBER: _builtins.int
+    NOT_ACTIVATED_REASON_FIELD_NUMBER: _builtins.int
     loaded: _builtins.bool
     """Whether a version of this kind is active and loaded."""
     version: _builtins.str
     """The active version; empty when none."""
+    not_activated_version: _builtins.str
+    """The newest registered version of this kind when it is NOT the active one (e.g. it failed the
+    promotion gate, which applies to first versions too); empty otherwise.
+    """
+    not_activated_reason: _builtins.str
+    """Why not_activated_version was not activated, e.g. "not activated: the promotion gate failed:
+    validation ROC-AUC 95 % interval [0.47, 0.56] does not clear 0.550 ...".
+    """
     @_builtins.property
     def trained_at(self) -> _timestamp_pb2.Timestamp:
         """When the active version was trained; unset when none."""
@@ -64,10 +74,12 @@ class ModelInfo(_message.Message):
         loaded: _builtins.bool = ...,
         version: _builtins.str = ...,
         trained_at: _timestamp_pb2.Timestamp | None = ...,
+        not_activated_version: _builtins.str = ...,
+        not_activated_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["trained_at", b"trained_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["loaded", b"loaded", "trained_at", b"trained_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loaded", b"loaded", "not_activated_reason", b"not_activated_reason", "not_activated_version", b"not_activated_version", "trained_at", b"trained_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
