@@ -94,6 +94,7 @@ class ColumnInput:
     ts_us: np.ndarray  # (N,) int64, microseconds since the Unix epoch, UTC; TS_MISSING when unset
     metrics: dict[str, np.ndarray]  # COLUMN_METRICS + COLUMN_COUNTERS -> (N,) float64, NaN = missing
     rows: int = 0
+    batch_field: str = "columns"  # the request field named by batch-level errors (empty, too large)
     nan_sent: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (N,) bool
     boards: list[tuple[BoardReading, ...]] | None = None  # one tuple per sample
     fan_speeds_rpm: list[tuple[float, ...]] | None = None  # one tuple per sample
@@ -284,7 +285,7 @@ def validate(batch: ColumnInput, *, now: datetime, max_samples: int) -> ValidCol
     path (in sample order, then field order). Impossible values refuse the batch; implausible ones
     are kept and flagged QUALITY_SENSOR_GLITCH."""
     n = len(batch)
-    where = "columns" if batch.rows == 0 else "samples"
+    where = batch.batch_field
     if n == 0:
         raise InvalidArgument.for_field(where, "the batch is empty; send at least one sample")
     if n > max_samples:
