@@ -36,9 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         env = f"MFH_{name.upper()}"
         # Each flag's own default once: argparse's own "(default: None)" would be the flag's sentinel.
         default = "none" if field.default is None else field.default
-        # argparse %-formats help strings: a literal "%" in a description must be doubled.
-        description = (field.description or "").replace("%", "%%")
-        help_text = f"{description} (default {default}) [env {env}]"
+        # argparse %-formats help: a literal "%" in a description ("95 %") must be doubled.
+        help_text = f"{field.description or ''} (default {default}) [env {env}]".replace("%", "%%")
         if field.annotation is bool:
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text

@@ -38,7 +38,7 @@ import numpy as np
 from server.config import Settings
 from server.domain import housekeeping, outages, validation
 from server.domain.access import MinerAccess
-from server.errors import EventNotFound, FieldViolation, InvalidArgument, MinerNotFound
+from server.errors import EventNotFound, FieldViolation, InvalidArgument, MinerNotFound, next_step
 from server.hardware import known_model
 from server.records import (
     PLAUSIBLE_FAN_RPM,
@@ -89,6 +89,7 @@ class ColumnInput:
     ts_us: np.ndarray  # (N,) int64, microseconds since the Unix epoch, UTC; TS_MISSING when unset
     metrics: dict[str, np.ndarray]  # COLUMN_METRICS + COLUMN_COUNTERS -> (N,) float64, NaN = missing
     rows: int = 0
+    batch_field: str = "columns"  # the request field named by batch-level errors (empty, too large)
     nan_sent: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (N,) bool
     boards: list[tuple[BoardReading, ...]] | None = None  # one tuple per sample
     fan_speeds_rpm: list[tuple[float, ...]] | None = None  # one tuple per sample
@@ -184,9 +185,10 @@ class Ingest:
                 # serial or MAC as an alias; others read as unknown.
                 refused[k] = f"unknown miner {miner_id!r} for this token"
             elif miner is None and not auto_register:
+                register = next_step("FleetService.UpsertMiner", **{"miner.miner_id": miner_id})
                 refused[k] = (
                     f"unknown miner {miner_id!r} and auto-registration is off; register it first "
-                    f"(PUT /api/advanced/miners/{miner_id}) or send its known serial or MAC"
+                    f"({register}) or send its known serial or MAC"
                 )
             else:
                 nominal[k] = (miner.nominal_hashrate_ths if miner else 0.0) or (
@@ -305,7 +307,7 @@ def validate(batch: ColumnInput, *, now: datetime, max_samples: int) -> ValidCol
     path (in sample order, then field order). Impossible values refuse the batch; implausible ones
     are kept and flagged QUALITY_SENSOR_GLITCH."""
     n = len(batch)
-    where = "columns" if batch.rows == 0 else "samples"
+    where = batch.batch_field
     if n == 0:
         raise InvalidArgument.for_field(where, "the batch is empty; send at least one sample")
     if n > max_samples:

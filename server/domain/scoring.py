@@ -19,7 +19,7 @@ import numpy as np
 from server.config import Settings
 from server.domain import liveness, validation
 from server.domain.access import MinerAccess
-from server.domain.active_models import ActiveModels, Loaded
+from server.domain.active_models import ActiveModels, ServingModel
 from server.domain.anomaly_decision import (
     DEFAULT_DECISION,
     SHORT_GAP_S,
@@ -34,7 +34,7 @@ from server.domain.batcher import BatchFn, MicroBatcher
 from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
 from server.domain.site_events import SiteEvent, SiteEvents, kind_of, utc
-from server.errors import InsufficientHistory, InvalidArgument, ModelNotTrained
+from server.errors import InsufficientHistory, InvalidArgument, ModelNotTrained, next_step
 from server.models.explain import RiskFactor
 from server.models.features import history_rows
 from server.models.inference import AnomalyScorer, FailureRiskPredictor, WindowBatch
@@ -229,7 +229,7 @@ class Scoring:
     def _predict(
         self,
         predictor: FailureRiskPredictor,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         series: MinerSeries,
         explain: bool,
@@ -248,7 +248,7 @@ class Scoring:
     def _prediction(
         self,
         predictor: FailureRiskPredictor,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         batch: WindowBatch,
         risk: float,
@@ -395,7 +395,7 @@ class Scoring:
     def _detect(
         self,
         scorer: AnomalyScorer,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         start: datetime,
         end: datetime,
@@ -639,14 +639,17 @@ class Scoring:
     async def _miner(self, miner_id: str) -> Miner:
         return await self._access.resolve(miner_id)  # out of the caller's scope reads as absent
 
-    def _lstm(self) -> Loaded:
+    def _lstm(self) -> ServingModel:
         loaded = self._models.lstm
         if loaded is None:
-            raise ModelNotTrained("no trained LSTM model: POST /api/advanced/train/lstm")
+            raise ModelNotTrained(
+                f"no trained LSTM model: {next_step('TrainingService.Train', model_kind='lstm')}"
+            )
         return loaded
 
-    def _autoencoder(self) -> Loaded:
+    def _autoencoder(self) -> ServingModel:
         loaded = self._models.autoencoder
         if loaded is None:
-            raise ModelNotTrained("no trained anomaly autoencoder: POST /api/advanced/train/autoencoder")
+            train = next_step("TrainingService.Train", model_kind="autoencoder")
+            raise ModelNotTrained(f"no trained anomaly autoencoder: {train}")
         return loaded

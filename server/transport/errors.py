@@ -20,6 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.errors import DomainError, PermissionDenied, RateLimited, Unauthenticated
+from server.transport import next_steps
 from server.transport.codes import grpc_code
 from server.transport.interceptors import rewrap
 
@@ -41,20 +42,24 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def to_rpc_status(error: DomainError) -> grpc.Status:
+def to_rpc_status(error: DomainError, *, rest: bool = False) -> grpc.Status:
     """The rich gRPC status for a domain error, bounded: at most MAX_VIOLATIONS field violations
-    (the total in ErrorInfo metadata), clipped texts, under MAX_STATUS_BYTES in all."""
+    (the total in ErrorInfo metadata), clipped texts, under MAX_STATUS_BYTES in all. Its next steps
+    name REST routes when `rest`, RPCs otherwise."""
     metadata = {_clip(k, 64): _clip(v, MAX_FIELD_TEXT) for k, v in error.metadata.items()}
+    if step := next_steps.first(error.message):
+        metadata.setdefault("next_step", _clip(step, MAX_FIELD_TEXT))
     violations = [
         error_details_pb2.BadRequest.FieldViolation(
-            field=_clip(v.field, MAX_FIELD_TEXT), description=_clip(v.description, MAX_FIELD_TEXT * 2)
+            field=_clip(v.field, MAX_FIELD_TEXT),
+            description=_clip(next_steps.render(v.description, rest=rest), MAX_FIELD_TEXT * 2),
         )
         for v in error.violations[:MAX_VIOLATIONS]
     ]
     if len(error.violations) > MAX_VIOLATIONS:
         metadata["violations"] = str(len(error.violations))
         metadata["violations_listed"] = str(len(violations))
-    message = _clip(error.message, MAX_MESSAGE)
+    message = _clip(next_steps.render(error.message, rest=rest), MAX_MESSAGE)
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
     base = status_pb2.Status(
         code=grpc_code(error).value[0], message=message, details=[_pack(info)]
@@ -107,7 +112,8 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: 
             log.info(
                 "%s -> %s %s: %s", method, grpc_code(exc).name, exc.reason, _clip(exc.message, MAX_MESSAGE)
             )
-        await context.abort_with_status(to_rpc_status(exc))
+        rest = next_steps.is_rest(context.invocation_metadata())
+        await context.abort_with_status(to_rpc_status(exc, rest=rest))
     incident = uuid.uuid4().hex[:12]
     log.error("%s failed (incident %s)", method, incident, exc_info=exc)
     await context.abort_with_status(internal_status(incident))

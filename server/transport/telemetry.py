@@ -30,7 +30,7 @@ def sample_columns(request: telemetry_pb2.WriteMetricsRequest) -> ColumnInput:
     row's NaN is marked as sent, for validation to refuse.
     """
     rows = request.samples
-    if not rows:
+    if not rows and request.HasField("columns"):
         return _columns_only(request.columns)
     n_rows = len(rows)
     columns = request.columns if request.HasField("columns") else None
@@ -77,6 +77,7 @@ def sample_columns(request: telemetry_pb2.WriteMetricsRequest) -> ColumnInput:
         ts_us=ts_us,
         metrics=metrics,
         rows=n_rows,
+        batch_field="samples",
         nan_sent=nan_sent,
         boards=boards if any(boards) else None,
         fan_speeds_rpm=fans if any(fans) else None,

@@ -55,6 +55,8 @@ def test_unknown_miner_is_404(stack: Stack) -> None:
     reply = stack.rest("GET", "/api/advanced/detect/anomalies/10.1.2.3")
     assert reply.status == 404
     assert reply.json()["details"][0]["reason"] == "MINER_NOT_FOUND"
+    # The next step names the REST route to a REST caller (a gRPC caller reads FleetService.ListMiners).
+    assert reply.json()["message"].endswith("list miners with GET /api/advanced/miners")
 
 
 def test_train_with_epochs_zero_is_400_naming_the_field(stack: Stack) -> None:
