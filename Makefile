@@ -1,11 +1,14 @@
 # The two commands: `make run` (set up, then serve gRPC + REST on the demo fleet) and `make test`.
-# Set-up is idempotent: a local venv (.venv) from pyproject.toml and the pinned buf CLI from npm.
+# Set-up is idempotent: a local venv (.venv) from pyproject.toml, the pinned Node tools from npm, the
+# console's bundle (web/dist) and Debian's chromium for the browser tests.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+CONSOLE := web/dist/index.html
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup run test protos lint check-protos clean bench
+.PHONY: setup hooks run test protos lint check-protos clean bench console monitoring monitoring-tools
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +19,26 @@ $(STAMP): pyproject.toml package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The console: TypeScript bundled by esbuild from node_modules (offline once npm ci has run).
+$(CONSOLE): $(STAMP) web/build.mjs web/tsconfig.json $(shell find web/src web/gen -type f 2>/dev/null)
+	npm run --silent build
+
+console: $(CONSOLE)
+
+# Debian's browser for the console's Playwright tests (Playwright never downloads its own).
+$(CHROMIUM):
+	command -v apt-get >/dev/null || { echo "install chromium for the browser tests" >&2; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+setup: $(STAMP) $(CONSOLE) $(CHROMIUM) monitoring-tools hooks
+
+# The commit-msg hook (subjects of at most 72 characters); tests/test_commits.py checks the history too.
+hooks:
+	@sh .githooks/install
+
+# Prometheus and Alertmanager (apt, only when missing): the alert tests and `make monitoring` run them.
+monitoring-tools:
+	bash deploy/setup.sh
 
 run: setup
 	$(VENV)/bin/mining-health-server --with-envoy $(ARGS)
@@ -26,18 +48,26 @@ test: setup
 
 protos: setup
 	bash protos/generate.sh
+	npm run --silent generate
 
 lint: setup
-	$(VENV)/bin/ruff check server clients tests bench
-	$(VENV)/bin/ruff format --check server clients tests bench
-	$(VENV)/bin/mypy server clients
+	$(VENV)/bin/ruff check server clients tests bench deploy .githooks/commit-msg
+	$(VENV)/bin/ruff format --check server clients tests bench deploy .githooks/commit-msg
+	$(VENV)/bin/mypy server clients deploy
+	$(VENV)/bin/lint-imports --no-logo
 	npx buf lint
+	npm run --silent typecheck
 
 clean:
-	rm -rf $(VENV) node_modules var
+	rm -rf $(VENV) node_modules var web/dist
 
 # Performance benchmark (numbers, not tests): installs h2load (apt) if missing, then writes
 # bench/results/perf.md. ARGS passes options, e.g. ARGS="--fleet-sizes 1000,10000 --repeats 1".
 bench: setup
 	bash bench/setup.sh
 	$(PY) -m bench.run --out bench/results/perf.md $(ARGS)
+
+# Prometheus (:9090) and Alertmanager (:9093) against a running `make run` (metrics on :9464), alerts
+# printed by a webhook receiver on :9095. FAST=1: 1 s scrapes and evaluations, 3 s alert periods.
+monitoring: setup
+	$(PY) -m deploy.monitoring $(if $(FAST),--fast) $(ARGS)

@@ -1,27 +1,29 @@
 """A typed, synchronous Python client for the mining-fleet health gRPC API.
 
-Every unary call carries a deadline and is retried with exponential back-off on UNAVAILABLE only
-(the server never saw the request, or asked us to come back); every other code surfaces at once as
-a `ClientError` carrying the status code, the `google.rpc.ErrorInfo` reason and any
-`google.rpc.BadRequest` field violations.
+Every unary call carries a deadline. Unary calls that answer UNAVAILABLE (the server never saw the
+request, or asked us to come back) are retried by the channel itself, with exponential back-off,
+through a gRPC service-config `retryPolicy` (`service_config()`: the form every gRPC language
+reads). Every other code surfaces at once as a `ClientError` carrying the status code, the
+`google.rpc.ErrorInfo` reason and any `google.rpc.BadRequest` field violations.
 
 Retries are safe for the calls that change state: `train` sends a `request_id` (generated when the
 caller gives none) so a replayed Train returns the first job, and a replayed WriteMetrics batch
-counts as duplicates. `record_failure` and `set_planned_state` have no idempotency key in the
-contract; a retry after a lost reply may record the event twice.
+counts as duplicates. `record_failure`, `record_feedback` and `set_planned_state` have no
+idempotency key in the contract; a retry after a lost reply may record the event twice.
 
-Streams: `subscribe_scores` resumes after the last sequence seen when the stream breaks with
-UNAVAILABLE; `watch_train_job` re-attaches (the server sends the current snapshot first);
-`ingest_metrics` cannot be replayed and is not retried.
+Streams are resumed by one helper, `_resumable`: `subscribe_scores` re-opens after the last
+sequence seen when the stream breaks with UNAVAILABLE; `watch_train_job` re-attaches (the server
+sends the current snapshot first); `ingest_metrics` cannot be replayed and is not retried.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar
@@ -48,9 +50,21 @@ Response = TypeVar("Response")
 ModelKindName = Literal["lstm", "autoencoder"]
 RiskLevelName = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 
-# Back-off between retries: base * 2**attempt seconds, capped, with up to 20 % jitter.
+# Back-off between retries: base * 2**attempt seconds, capped (the channel adds its own jitter to
+# unary retries; stream resumes add up to 20 %).
 RETRY_BASE_S: Final = 0.2
 RETRY_CAP_S: Final = 5.0
+# gRPC caps a retry policy's maxAttempts at 5: one call and at most four retries.
+MAX_RETRIES: Final = 4
+
+PACKAGE: Final = "mining.analytics.v1alpha1"
+SERVICES: Final = ("FleetService", "ScoringService", "TelemetryService", "TrainingService")
+# Streams are resumed by the client (`_resumable`) or not at all (IngestMetrics): no channel retries.
+STREAMING_METHODS: Final = (
+    ("ScoringService", "SubscribeScores"),
+    ("TrainingService", "WatchTrainJob"),
+    ("TelemetryService", "IngestMetrics"),
+)
 
 FINAL_JOB_STATES: Final = frozenset(
     {
@@ -130,6 +144,22 @@ class ClientError(Exception):
 _CODES_BY_NUMBER: Final = {code.value[0]: code for code in grpc.StatusCode}
 
 
+def service_config(retries: int) -> dict[str, Any]:
+    """The channel's service config: unary calls retry UNAVAILABLE `retries` times with back-off."""
+    unary: dict[str, Any] = {"name": [{"service": f"{PACKAGE}.{service}"} for service in SERVICES]}
+    if retries > 0:
+        unary["retryPolicy"] = {
+            "maxAttempts": retries + 1,
+            "initialBackoff": f"{RETRY_BASE_S}s",
+            "maxBackoff": f"{RETRY_CAP_S}s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
+    # A method's own entry wins over its service's: the streams get none of the retry policy.
+    streams = {"name": [{"service": f"{PACKAGE}.{s}", "method": m} for s, m in STREAMING_METHODS]}
+    return {"methodConfig": [unary, streams]}
+
+
 def to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     """A protobuf Timestamp; a naive datetime is taken as UTC."""
     if value.tzinfo is None:
@@ -166,8 +196,9 @@ class FleetHealthClient:
 
     `target` is "host:port". `timeout` is the deadline in seconds of each unary call (streams take
     their own, default none: they are long-lived). `tls` switches to a secure channel; `token` is sent
-    as `authorization: Bearer <token>`. `retries` is how many times a call that answered UNAVAILABLE
-    is tried again.
+    as `authorization: Bearer <token>`. `retries` (0..4) is how many times a call that answered
+    UNAVAILABLE is tried again, and how many resumes in a row a broken stream gets. `options` are
+    extra channel arguments, e.g. `("grpc.ssl_target_name_override", "miners.example")`.
     """
 
     def __init__(
@@ -183,17 +214,24 @@ class FleetHealthClient:
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout: {timeout} s must be positive")
-        if retries < 0:
-            raise ValueError(f"retries: {retries} must be >= 0")
+        if not 0 <= retries <= MAX_RETRIES:
+            raise ValueError(f"retries: {retries} must be in 0..{MAX_RETRIES} (gRPC caps attempts at 5)")
         self.target = target
         self.timeout = timeout
         self.retries = retries
         self._sleep = sleep
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        channel_options = [
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", json.dumps(service_config(retries))),
+            # Ours, not one a DNS TXT record might supply.
+            ("grpc.service_config_disable_resolution", 1),
+            *options,
+        ]
         self._channel = (
-            grpc.secure_channel(target, tls, options=list(options))
+            grpc.secure_channel(target, tls, options=channel_options)
             if tls is not None
-            else grpc.insecure_channel(target, options=list(options))
+            else grpc.insecure_channel(target, options=channel_options)
         )
         self._fleet = fleet_pb2_grpc.FleetServiceStub(self._channel)
         self._scoring = scoring_pb2_grpc.ScoringServiceStub(self._channel)
@@ -216,20 +254,49 @@ class FleetHealthClient:
         return delay * (1 + 0.2 * random.random())
 
     def _unary(self, method: Callable[..., Response], request: Any, timeout: float | None = None) -> Response:
-        """Calls a unary method with deadline and metadata, retrying UNAVAILABLE with back-off."""
-        for attempt in range(self.retries + 1):
+        """Calls a unary method with deadline and metadata; the channel retries UNAVAILABLE."""
+        try:
+            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise ClientError.from_rpc_error(exc) from None
+
+    def _resumable(
+        self,
+        what: str,
+        open_stream: Callable[[], Any],
+        *,
+        check: Callable[[Any], None] = lambda message: None,
+        final: Callable[[Any], bool] = lambda message: False,
+    ) -> Iterator[Any]:
+        """Yields a server stream's messages; re-opens it (`open_stream()`) after UNAVAILABLE.
+
+        `check` may raise ClientError for an in-band error message (an UNAVAILABLE one resumes too);
+        the stream ends after a message for which `final` is true. At most `retries` resumes in a
+        row: a message received resets the count.
+        """
+        failures = 0
+        while True:
+            stream = open_stream()
             try:
-                return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
+                for message in stream:
+                    check(message)
+                    failures = 0
+                    yield message
+                    if final(message):
+                        return
+                return
             except grpc.RpcError as exc:
                 error = ClientError.from_rpc_error(exc)
-                if error.code != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
-                    raise error from None
-                delay = self._backoff(attempt)
-                log.warning(
-                    "%s: %s; retry %d/%d in %.2f s", self.target, error, attempt + 1, self.retries, delay
-                )
-                self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+            except ClientError as exc:
+                error = exc
+            finally:
+                stream.cancel()
+            if error.code != grpc.StatusCode.UNAVAILABLE or failures >= self.retries:
+                raise error
+            delay = self._backoff(failures)
+            failures += 1
+            log.warning("%s broke (%s); resuming in %.2f s", what, error, delay)
+            self._sleep(delay)
 
     # -- FleetService ---------------------------------------------------------------------------
 
@@ -333,15 +400,15 @@ class FleetHealthClient:
         after_sequence: int = 0,
         heartbeat_seconds: int = 0,
         timeout: float | None = None,
-    ) -> Iterator[scoring_pb2.ScoreEvent]:
+    ) -> Generator[scoring_pb2.ScoreEvent, None, None]:
         """Score updates (and heartbeats, drop notices) as they happen; runs until closed.
 
         A stream broken by UNAVAILABLE (network, server draining) is re-opened after the last sequence
         seen, up to `retries` times in a row. `timeout` bounds the whole subscription (default none).
         """
         last_sequence = after_sequence
-        failures = 0
-        while True:
+
+        def open_stream() -> Any:
             request = scoring_pb2.SubscribeScoresRequest(
                 miner_ids=list(miner_ids),
                 min_risk_level=risk_level(min_risk_level),
@@ -349,29 +416,15 @@ class FleetHealthClient:
                 after_sequence=last_sequence,
                 heartbeat_seconds=heartbeat_seconds,
             )
-            stream = self._scoring.SubscribeScores(request, timeout=timeout, metadata=self._metadata)
-            try:
-                for event in stream:
-                    if event.WhichOneof("event") == "error":
-                        raise ClientError.from_status(event.error)
-                    failures = 0
-                    last_sequence = max(last_sequence, event.sequence)
-                    yield event
-                return
-            except grpc.RpcError as exc:
-                error = ClientError.from_rpc_error(exc)
-            except ClientError as exc:
-                error = exc
-            finally:
-                stream.cancel()
-            if error.code != grpc.StatusCode.UNAVAILABLE or failures >= self.retries:
-                raise error
-            delay = self._backoff(failures)
-            failures += 1
-            log.warning(
-                "score stream broke (%s); resuming after sequence %d in %.2f s", error, last_sequence, delay
-            )
-            self._sleep(delay)
+            return self._scoring.SubscribeScores(request, timeout=timeout, metadata=self._metadata)
+
+        def check(event: scoring_pb2.ScoreEvent) -> None:
+            if event.WhichOneof("event") == "error":
+                raise ClientError.from_status(event.error)
+
+        for event in self._resumable("score stream", open_stream, check=check):
+            last_sequence = max(last_sequence, event.sequence)
+            yield event
 
     # -- TrainingService ------------------------------------------------------------------------
 
@@ -420,28 +473,12 @@ class FleetHealthClient:
         Re-attaches after UNAVAILABLE (the server replays the current snapshot first), up to
         `retries` times in a row. `timeout` bounds the whole watch (default none).
         """
-        failures = 0
-        while True:
-            stream = self._training.WatchTrainJob(
-                training_pb2.WatchTrainJobRequest(job_id=job_id), timeout=timeout, metadata=self._metadata
-            )
-            try:
-                for job in stream:
-                    failures = 0
-                    yield job
-                    if job.state in FINAL_JOB_STATES:
-                        return
-                return
-            except grpc.RpcError as exc:
-                error = ClientError.from_rpc_error(exc)
-            finally:
-                stream.cancel()
-            if error.code != grpc.StatusCode.UNAVAILABLE or failures >= self.retries:
-                raise error
-            delay = self._backoff(failures)
-            failures += 1
-            log.warning("watch of job %s broke (%s); re-attaching in %.2f s", job_id, error, delay)
-            self._sleep(delay)
+        request = training_pb2.WatchTrainJobRequest(job_id=job_id)
+        yield from self._resumable(
+            f"watch of job {job_id}",
+            lambda: self._training.WatchTrainJob(request, timeout=timeout, metadata=self._metadata),
+            final=lambda job: job.state in FINAL_JOB_STATES,
+        )
 
     def cancel_train_job(self, job_id: str) -> training_pb2.TrainJob:
         return self._unary(self._training.CancelTrainJob, training_pb2.CancelTrainJobRequest(job_id=job_id))
@@ -524,3 +561,19 @@ class FleetHealthClient:
             miner_id=miner_id, kind=kind, start=to_timestamp(start), end=to_timestamp(end), note=note
         )
         return self._unary(self._telemetry.SetPlannedState, request)
+
+    def record_feedback(
+        self,
+        miner_id: str,
+        verdict: telemetry_pb2.FeedbackVerdict.ValueType | Literal["confirmed", "false_alarm"],
+        *,
+        model_version: str = "",
+        note: str = "",
+    ) -> telemetry_pb2.Feedback:
+        """Records whether a risk alert on the miner was right ("confirmed") or not ("false_alarm")."""
+        if isinstance(verdict, str):
+            verdict = telemetry_pb2.FeedbackVerdict.Value(f"FEEDBACK_VERDICT_{verdict.upper()}")
+        request = telemetry_pb2.RecordFeedbackRequest(
+            miner_id=miner_id, verdict=verdict, model_version=model_version, note=note
+        )
+        return self._unary(self._telemetry.RecordFeedback, request)

@@ -13,6 +13,8 @@ from grpc_reflection.v1alpha import reflection
 from mining.analytics.v1alpha1 import (
     fleet_pb2,
     fleet_pb2_grpc,
+    history_pb2,
+    history_pb2_grpc,
     scoring_pb2,
     scoring_pb2_grpc,
     telemetry_pb2,
@@ -27,6 +29,7 @@ from server.domain.active_models import ActiveModels
 from server.domain.feature_cache import FeatureCache
 from server.domain.feedback import FeedbackLog
 from server.domain.fleet import Fleet
+from server.domain.history import History
 from server.domain.housekeeping import Housekeeping
 from server.domain.ingest import Ingest
 from server.domain.models_admin import ModelsAdmin
@@ -37,10 +40,18 @@ from server.domain.subscriptions import ScoreHub
 from server.domain.training import TrainingJobs
 from server.models.features import history_rows
 from server.models.registry import ModelRegistry
+from server.ops.metrics import RescoreCollector
 from server.ops.runtime import Operations
 from server.store import Store
 from server.transport.errors import ErrorMappingInterceptor
 from server.transport.fleet import FleetServicer
+from server.transport.history import HistoryServicer
+from server.transport.interceptors import (
+    AuditInterceptor,
+    AuthInterceptor,
+    LimitsInterceptor,
+    MetricsInterceptor,
+)
 from server.transport.scoring import ScoringServicer
 from server.transport.telemetry import TelemetryServicer
 from server.transport.training import TrainingServicer
@@ -52,6 +63,7 @@ SERVICE_NAMES = (
     scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name,
     telemetry_pb2.DESCRIPTOR.services_by_name["TelemetryService"].full_name,
     training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
+    history_pb2.DESCRIPTOR.services_by_name["HistoryService"].full_name,
 )
 
 
@@ -127,6 +139,18 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
+def interceptors(ops: Operations) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptor chain, outermost first: metrics see every call, errors are mapped around auth,
+    audit and limits (which call the plain services of ops)."""
+    return [
+        MetricsInterceptor(ops.metrics),
+        ErrorMappingInterceptor(),
+        AuthInterceptor(ops.tokens, ops.audit),
+        AuditInterceptor(ops.audit),
+        LimitsInterceptor(ops.limiter, ops.metrics),
+    ]
+
+
 def training_data(store: Store) -> train_worker.TrainingData:
     """Everything training needs, read in the server process (the only one that opens the store)."""
     return train_worker.TrainingData(
@@ -163,15 +187,27 @@ async def start(settings: Settings) -> App:
     hub = ScoreHub(queue_size=settings.subscriber_queue)
     scoring = Scoring(store, models, scores, settings, cache)
     ingest = Ingest(store, settings)
-    rescorer = Rescorer(cache, scoring, models, hub, settings.rescore_interval_ms / 1000.0)
+    history = History(store, models, settings)
+    rescorer = Rescorer(
+        cache,
+        scoring,
+        models,
+        hub,
+        settings.rescore_interval_ms / 1000.0,
+        history=history,
+        chunk=settings.rescore_chunk_miners,
+    )
     ingest.add_listener(rescorer.on_ingest)
+    admin.add_listener(rescorer.on_models_changed)  # promotion, ActivateModel, rollback: rescore
     rescorer.start()
     housekeeping = Housekeeping(store, settings)
     housekeeping.start()
 
-    ops = await asyncio.to_thread(Operations.create, settings, store, scores)
+    ops = await asyncio.to_thread(Operations.create, settings, store, scores, models, cache)
+    scoring.on_batch = ops.metrics.batch_size.observe
+    ops.metrics.add(RescoreCollector(lambda: rescorer.progress))
     server = grpc.aio.server(
-        interceptors=ops.interceptors(ErrorMappingInterceptor()),
+        interceptors=interceptors(ops),
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -187,6 +223,7 @@ async def start(settings: Settings) -> App:
         TelemetryServicer(ingest, FeedbackLog(store, models)), server
     )
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs, admin), server)
+    history_pb2_grpc.add_HistoryServiceServicer_to_server(HistoryServicer(history), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     """Raw samples older than this are rolled up into hourly rows (samples_hourly) and deleted."""
     retention_interval_s: float = Field(3600.0, ge=0)
     """Seconds between retention roll-ups; 0 turns them off."""
+    risk_history: bool = True
+    """Store a risk-history point for every newly scored window (GET .../miners/{id}/risk-history)."""
+    risk_history_retention_days: float = Field(365.0, gt=0)
+    """Risk-history points whose window ended longer ago than this are deleted (with the roll-up)."""
+    rescore_chunk_miners: int = Field(500, ge=1)
+    """Fleet rescoring after a model change scores this many miners per step, with progress logged."""
     batch_max_size: int = Field(64, ge=1, le=4096)
     """Dynamic batching: most prediction requests coalesced into one forward pass."""
     batch_max_delay_ms: float = Field(2.0, ge=0, le=1000)
@@ -109,6 +115,8 @@ class Settings(BaseSettings):
     """Address the Prometheus /metrics endpoint binds (loopback: scrape through a local agent)."""
     metrics_port: int = Field(9464, ge=-1, le=65535)
     """Prometheus /metrics port; 0 picks a free one, -1 turns the endpoint off."""
+    per_miner_metrics: bool = True
+    """Export per-miner series on /metrics (risk, anomaly, staleness, planned state): one per miner."""
     audit_log_file: Path | None = None
     """Audit log (JSON lines: who trained, cancelled, activated, wrote); unset = data_dir/audit.log."""
     expensive_calls_per_minute: float = Field(30.0, gt=0)

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "envoy.yaml"
 DESCRIPTOR = Path(__file__).resolve().parent / "gen" / "api_descriptor.pb"
+CONSOLE_DIST = REPO_ROOT / "web" / "dist"
+CONSOLE_NOT_BUILT = "the console is not built: run `make setup` (npm run build writes web/dist)"
 
 
 def envoy_binary() -> str:
@@ -64,6 +66,7 @@ def render_config(
     endpoint = resources["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     endpoint["address"]["socket_address"] = {"address": grpc_host, "port_value": grpc_port}
     _set_descriptor(config, str(DESCRIPTOR))
+    _set_console_files(config, CONSOLE_DIST)
     if tls_cert_file is not None and tls_key_file is not None:
         listener["filter_chains"][0]["transport_socket"] = {
             "name": "envoy.transport_sockets.tls",
@@ -104,6 +107,24 @@ def _set_descriptor(node: Any, path: str) -> None:
     elif isinstance(node, list):
         for value in node:
             _set_descriptor(value, path)
+
+
+def _set_console_files(node: Any, dist: Path) -> None:
+    """Points the console's direct responses (`web/dist/...` in the template) at absolute paths.
+
+    Envoy reads them at config load and refuses to start on a missing file, so an unbuilt console
+    answers a sentence saying how to build it instead of taking the API down with it.
+    """
+    if isinstance(node, dict):
+        body = node.get("body")
+        if isinstance(body, dict) and str(body.get("filename", "")).startswith("web/dist/"):
+            path = dist / str(body["filename"]).removeprefix("web/dist/")
+            node["body"] = {"filename": str(path)} if path.is_file() else {"inline_string": CONSOLE_NOT_BUILT}
+        for value in node.values():
+            _set_console_files(value, dist)
+    elif isinstance(node, list):
+        for value in node:
+            _set_console_files(value, dist)
 
 
 @dataclass

@@ -1,14 +1,12 @@
-"""Domain errors. Each class carries its gRPC status code and a machine-readable reason.
+"""Domain errors: one small hierarchy of kinds, each with a machine-readable reason.
 
-The transport layer maps them to gRPC statuses in one place (server/transport/errors.py); nothing
-below the transport knows about gRPC beyond the code number each class names here.
+No gRPC here: the transport maps each kind to a gRPC status code in one table
+(server/transport/codes.py) and sends the status from one interceptor (server/transport/errors.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import grpc
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +20,6 @@ class FieldViolation:
 class DomainError(Exception):
     """Base class. `message` is safe to show a client; it names the field and the fix."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: str = "INTERNAL"
 
     def __init__(
@@ -44,7 +41,6 @@ class DomainError(Exception):
 class InvalidArgument(DomainError):
     """A request field is malformed or out of range."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
     reason = "INVALID_ARGUMENT"
 
     @classmethod
@@ -63,7 +59,6 @@ class InvalidArgument(DomainError):
 class NotFound(DomainError):
     """The named thing does not exist."""
 
-    code = grpc.StatusCode.NOT_FOUND
     reason = "NOT_FOUND"
 
 
@@ -80,7 +75,6 @@ class MinerNotFound(NotFound):
 class FailedPrecondition(DomainError):
     """The system is not in a state that allows the call."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
 
 
@@ -100,17 +94,14 @@ class InsufficientHistory(FailedPrecondition):
 
 
 class AlreadyExists(DomainError):
-    code = grpc.StatusCode.ALREADY_EXISTS
     reason = "ALREADY_EXISTS"
 
 
 class Unavailable(DomainError):
-    code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"
 
 
 class ResourceExhausted(DomainError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "RESOURCE_EXHAUSTED"
 
 
@@ -127,12 +118,10 @@ class RateLimited(ResourceExhausted):
 class Unauthenticated(DomainError):
     """No credentials, or credentials the server does not know."""
 
-    code = grpc.StatusCode.UNAUTHENTICATED
     reason = "UNAUTHENTICATED"
 
 
 class PermissionDenied(DomainError):
     """Valid credentials that lack the role the call needs."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
     reason = "PERMISSION_DENIED"

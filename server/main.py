@@ -28,12 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
             "detection (LSTM autoencoder) over ASIC miner telemetry, served over gRPC and, with "
             "--with-envoy, over REST on port 5000. An empty store is seeded with a simulated demo fleet."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         env = f"MFH_{name.upper()}"
-        help_text = f"{field.description or ''} [env {env}]"
+        # Each flag's own default once: argparse's own "(default: None)" would be the flag's sentinel.
+        default = "none" if field.default is None else field.default
+        help_text = f"{field.description or ''} (default {default}) [env {env}]"
         if field.annotation is bool:
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "risk_cutoffs":
             parser.add_argument(flag, dest=name, type=float, nargs=3, default=None, help=help_text)
         else:
-            parser.add_argument(flag, dest=name, default=None, help=help_text + f" (default {field.default})")
+            parser.add_argument(flag, dest=name, default=None, help=help_text)
     return parser
 
 

@@ -168,6 +168,10 @@ class WriteResult:
     duplicates: int = 0
     miners_registered: int = 0
     miner_ids: set[str] = field(default_factory=set)
+    kept_raw: int = 0
+    """Samples of the batch within raw retention of their miner's newest sample."""
+    kept_hourly: int = 0
+    """Samples of the batch past it: retention keeps them only as hourly roll-ups."""
 
 
 @dataclass(slots=True)

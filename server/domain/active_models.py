@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,9 @@ class ActiveModels:
         self._lock = threading.Lock()
         self._lstm: Loaded | None = None
         self._autoencoder: Loaded | None = None
+        self.activated_at: dict[str, float] = {}
+        """Unix time a new version of each kind ("lstm", "autoencoder") last became active: the
+        FleetRiskSurge alert ignores the rescoring that follows."""
 
     @property
     def lstm(self) -> Loaded | None:
@@ -45,8 +49,14 @@ class ActiveModels:
 
     def set_lstm(self, loaded: Loaded | None) -> None:
         with self._lock:
+            self._note_activation("lstm", self._lstm, loaded)
             self._lstm = loaded
 
     def set_autoencoder(self, loaded: Loaded | None) -> None:
         with self._lock:
+            self._note_activation("autoencoder", self._autoencoder, loaded)
             self._autoencoder = loaded
+
+    def _note_activation(self, kind: str, current: Loaded | None, new: Loaded | None) -> None:
+        if new is not None and (current is None or current.summary.version != new.summary.version):
+            self.activated_at[kind] = time.time()

@@ -19,13 +19,22 @@ BatchFn = Callable[[np.ndarray], np.ndarray]  # (N, ...) -> (N, ...)
 class MicroBatcher:
     """Coalesces `submit` calls into batched calls of `fn`."""
 
-    def __init__(self, fn: BatchFn, *, max_batch: int, max_delay_s: float, name: str = "batcher") -> None:
+    def __init__(
+        self,
+        fn: BatchFn,
+        *,
+        max_batch: int,
+        max_delay_s: float,
+        name: str = "batcher",
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self._fn = fn
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._name = name
+        self._on_batch = on_batch  # told each forward pass's batch size
         self.batches = 0  # forward passes run
         self.items = 0  # rows scored
 
@@ -74,6 +83,8 @@ class MicroBatcher:
                 continue
             self.batches += 1
             self.items += len(live)
+            if self._on_batch is not None:
+                self._on_batch(len(live))
             for (_, future), output in zip(live, outputs, strict=True):
                 if not future.done():
                     future.set_result(output)

@@ -1,9 +1,13 @@
 """Background upkeep of the store: the periodic outage scan and the retention roll-up.
 
-Retention: raw samples older than `raw_retention_days` are folded into `samples_hourly` (one row per
-miner and UTC hour: means, extremes, summed share deltas, OR-ed quality) and deleted, every
-`retention_interval_s`. Features and training read raw samples only, so they see the retention
-window; the hourly table keeps the long history for reports.
+Retention: a miner's raw samples more than `raw_retention_days` older than *its own newest sample*
+are folded into `samples_hourly` (one row per miner and UTC hour: means, extremes, summed share
+deltas, OR-ed quality) and deleted, every `retention_interval_s`. The age counts from the data, not
+the wall clock, so history imported for training is never removed by the clock; every write reports
+which of its samples fall past that horizon (`retention_report`). Features and training read raw
+samples only, so they see the retention window; the hourly table keeps the long history for reports
+and the telemetry history. Risk-history points older than `risk_history_retention_days` (wall clock)
+are deleted on the same schedule.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
 from server.config import Settings
 from server.domain import outages
 from server.store import Store
@@ -20,13 +26,30 @@ from server.store import Store
 log = logging.getLogger(__name__)
 
 
-def apply_retention(store: Store, settings: Settings, now: datetime | None = None) -> tuple[int, int]:
-    """Roll up the raw samples past retention; returns (hourly rows written, raw samples deleted)."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.raw_retention_days)
-    hours, deleted = store.roll_up_samples(cutoff)
+def apply_retention(store: Store, settings: Settings) -> tuple[int, int]:
+    """Roll up each miner's raw samples past retention; returns (hourly rows written, raw deleted)."""
+    retention = timedelta(days=settings.raw_retention_days)
+    hours, deleted = store.roll_up_samples(retention)
     if deleted:
-        log.info("retention: %d raw samples before %s rolled up into %d hourly rows", deleted, cutoff, hours)
+        log.info(
+            "retention: %d raw samples older than %g days before their miner's newest sample rolled up "
+            "into %d hourly rows",
+            deleted,
+            settings.raw_retention_days,
+            hours,
+        )
+    points_cutoff = datetime.now(UTC) - timedelta(days=settings.risk_history_retention_days)
+    points = store.prune_risk_points(points_cutoff)
+    if points:
+        log.info("retention: %d risk-history points before %s deleted", points, points_cutoff)
     return hours, deleted
+
+
+def retention_report(store: Store, settings: Settings, miner_ids: np.ndarray, ts: np.ndarray) -> int:
+    """How many samples of a stored batch (a miner id or alias (N,) and a UTC time (N,) per sample)
+    lie past their miner's raw-retention horizon, i.e. will be kept only as hourly rows."""
+    naive = np.asarray(ts).astype("datetime64[us]")
+    return store.count_past_horizon(miner_ids, naive, timedelta(days=settings.raw_retention_days))
 
 
 async def _every(interval_s: float, name: str, job: Callable[[], object]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from server.domain.active_models import ActiveModels, Loaded, ModelSummary
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -20,19 +21,27 @@ class ModelsAdmin:
     def __init__(self, registry: ModelRegistry, models: ActiveModels) -> None:
         self._registry = registry
         self._models = models
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Calls `listener()` (from the reloading thread) after reload() changed an active model."""
+        self._listeners.append(listener)
 
     def reload(self) -> None:
         """Loads each kind's active version (or none). Blocking: call from a thread at start-up or after
-        a training job promoted a model. A broken artifact is logged and leaves that kind unloaded."""
+        a training job promoted a model. A broken artifact is logged and leaves that kind unloaded.
+        When an active model changed, the listeners hear of it (the fleet is re-scored)."""
+        changed = False
         for kind, setter in (
             (ModelKind.LSTM, self._models.set_lstm),
             (ModelKind.AUTOENCODER, self._models.set_autoencoder),
         ):
             version = self._registry.active_version(kind)
+            current = self._models.lstm if kind == ModelKind.LSTM else self._models.autoencoder
             if version is None:
+                changed |= current is not None
                 setter(None)
                 continue
-            current = self._models.lstm if kind == ModelKind.LSTM else self._models.autoencoder
             if current is not None and current.summary.version == version:
                 continue
             try:
@@ -53,7 +62,11 @@ class ModelsAdmin:
                     ),
                 )
             )
+            changed = True
             log.info("serving %s model %s", kind.name, version)
+        if changed:
+            for listener in self._listeners:
+                listener()
 
     async def list(self, kind: int) -> list[ModelVersionInfo]:
         model_kind = _kind(kind, allow_unspecified=True)

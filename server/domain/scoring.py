@@ -10,6 +10,7 @@ import asyncio
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -145,6 +146,8 @@ class Scoring:
         """The latest site events per site, as the anomaly decisions found them (for gauges)."""
         self._fleet_norms: dict[str, tuple[float, dict[str, float]]] = {}
         self._batchers: dict[str, MicroBatcher] = {}
+        self.on_batch: Callable[[int], None] | None = None
+        """Told each dynamic batch's size (the batch-size histogram)."""
         self._score_lock = threading.Lock()
         # (model version, miner_id) -> (series, miner, its latest WindowBatch or why there is none):
         # predictions and fleet scoring prepare a miner's window once per cache refresh, not per call.
@@ -159,9 +162,14 @@ class Scoring:
                 max_batch=self._settings.batch_max_size,
                 max_delay_s=self._settings.batch_max_delay_ms / 1000.0,
                 name=f"batcher-{version}",
+                on_batch=self._observe_batch,
             )
             self._batchers = {version: batcher}  # old versions' batchers are dropped
         return batcher
+
+    def _observe_batch(self, size: int) -> None:
+        if self.on_batch is not None:  # set once metrics exist, possibly after a batcher was made
+            self.on_batch(size)
 
     async def close(self) -> None:
         for batcher in list(self._batchers.values()):

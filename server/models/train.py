@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from server.models.calibration import PlattCalibration, brier_score, event_recal
 from server.models.features import N_CHANNELS, NormStats
 from server.models.lstm import FailureRiskConfig, FailureRiskLSTM
 from server.models.result import TrainingResult
+from server.models.train_config import AUTOENCODER_DEFAULTS, TrainConfig
 from server.models.windows import WindowSet, split_by_miner
 
 ProgressFn = Callable[[int, int, float, float, float], None]  # epoch, epochs, train, val, windows/s
@@ -43,25 +43,6 @@ IncumbentFn = Callable[[WindowSet], float]
 
 class TrainingCancelled(Exception):
     """should_stop() returned True; no model was produced."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training parameters; the defaults are the LSTM's (see AUTOENCODER_DEFAULTS)."""
-
-    epochs: int = 50
-    batch_size: int = 32
-    validation_split: float = 0.2
-    seed: int = 42
-    learning_rate: float = 1e-3
-    samples_per_epoch: int = 8192  # windows drawn per epoch (see the module docstring)
-    val_windows_per_epoch: int = 8192  # fixed validation subset for the per-epoch loss
-    patience: int = 10  # epochs without a better validation loss before stopping
-    threads: int = 1  # torch threads while training (restored afterwards)
-    device: str | None = None  # None: CUDA when available, else CPU
-
-
-AUTOENCODER_DEFAULTS = TrainConfig(epochs=100, validation_split=0.1)
 
 
 def _fit(

@@ -1,8 +1,9 @@
-"""Security and operations wired for one server: tokens, TLS, interceptors, metrics, audit, limits.
+"""Security and operations wired for one server: tokens, TLS, metrics, audit, limits.
 
-`Operations.create(settings, store, scores)` loads what the settings name (fails fast on a bad tokens
-file or certificate), starts the /metrics endpoint, and hands app.start the interceptors and the
-port binding; `close()` undoes it on stop.
+`Operations.create(settings, store, scores, models)` loads what the settings name (fails fast on a bad
+tokens file or certificate), starts the /metrics endpoint, and hands app.start the plain services that
+the transport's interceptors call (app.py assembles the chain) and the port binding; `close()` undoes
+it. Ops is a layer below the transport: it never imports it.
 """
 
 from __future__ import annotations
@@ -15,17 +16,13 @@ import grpc
 
 from server.auth import TokenStore
 from server.config import Settings
+from server.domain.active_models import ActiveModels
+from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
 from server.ops.audit import AuditLog
 from server.ops.limits import RateLimiter, SubscriptionSlots
 from server.ops.metrics import FleetCollector, Metrics
 from server.store import Store
-from server.transport.interceptors import (
-    AuditInterceptor,
-    AuthInterceptor,
-    LimitsInterceptor,
-    MetricsInterceptor,
-)
 
 log = logging.getLogger("server.security")
 
@@ -68,7 +65,14 @@ class Operations:
     metrics_port: int | None = None
 
     @classmethod
-    def create(cls, settings: Settings, store: Store, scores: LatestScores) -> Operations:
+    def create(
+        cls,
+        settings: Settings,
+        store: Store,
+        scores: LatestScores,
+        models: ActiveModels,
+        cache: FeatureCache | None = None,
+    ) -> Operations:
         tokens = TokenStore.load(settings.auth_tokens_file) if settings.auth_tokens_file else None
         if tokens is None:
             log.warning(
@@ -79,7 +83,7 @@ class Operations:
             log.info("authentication on: %d token(s) from %s", len(tokens), settings.auth_tokens_file)
         credentials = server_credentials(settings)
         metrics = Metrics()
-        metrics.add(FleetCollector(store, scores))
+        metrics.add(FleetCollector(store, scores, models, settings, cache))
         operations = cls(
             settings=settings,
             tokens=tokens,
@@ -95,16 +99,6 @@ class Operations:
                 "Prometheus metrics on http://%s:%d/metrics", settings.metrics_host, operations.metrics_port
             )
         return operations
-
-    def interceptors(self, error_mapping: grpc.aio.ServerInterceptor) -> list[grpc.aio.ServerInterceptor]:
-        """All interceptors in order, outermost first, around the error-mapping one."""
-        return [
-            MetricsInterceptor(self.metrics),
-            error_mapping,
-            AuthInterceptor(self.tokens, self.audit),
-            AuditInterceptor(self.audit),
-            LimitsInterceptor(self.limiter, self.metrics),
-        ]
 
     def add_port(self, server: grpc.aio.Server, address: str) -> int:
         """Binds the gRPC port, with TLS when configured; returns the port."""

@@ -24,8 +24,17 @@ import duckdb
 import numpy as np
 
 from server.errors import FailedPrecondition, InvalidArgument, MinerNotFound, Unavailable
-from server.records import FailureEvent, Miner, MinerSeries, PlannedState, Sample, StoreCounts, WriteResult
-from server.store import events, features, jobs, miners, outages, samples
+from server.records import (
+    BoardReading,
+    FailureEvent,
+    Miner,
+    MinerSeries,
+    PlannedState,
+    Sample,
+    StoreCounts,
+    WriteResult,
+)
+from server.store import events, features, history, jobs, miners, outages, samples
 from server.store.migrations import SchemaTooNew, apply_migrations, current_version
 from server.store.sql import fetch_one
 
@@ -248,15 +257,19 @@ class Store:
         board_hashrate_ths: np.ndarray | None = None,
         board_temperature_c: np.ndarray | None = None,
         fan_speeds_rpm: np.ndarray | None = None,
+        board_readings: Sequence[Sequence[BoardReading]] | None = None,
+        fan_readings: Sequence[Sequence[float]] | None = None,
         quality: int | np.ndarray = 0,  # one flag for the batch, or one per row
         auto_register: bool = True,
         default_hardware_model: str = "unknown",
+        identities: Mapping[str, Miner] | None = None,
     ) -> WriteResult:
         """Column-oriented write, same semantics as write_samples, much faster.
 
         All arrays have N rows: miner_id (N,) str, ts (N,) datetime64 UTC, metrics (N,) float with NaN
         for missing (share counters are cumulative, as float or int); optional per-board (N, B) and
-        per-fan (N, K) float arrays. quality is OR-ed into every row (e.g. QUALITY_SIMULATED).
+        per-fan (N, K) float arrays, or ragged per-sample board_readings and fan_readings (N lists).
+        quality is OR-ed into every row (e.g. QUALITY_SIMULATED). identities as in write_samples.
         """
         batch = samples.stage_columns(
             np.asarray(miner_id),
@@ -273,10 +286,12 @@ class Store:
             board_hashrate_ths=board_hashrate_ths,
             board_temperature_c=board_temperature_c,
             fan_speeds_rpm=fan_speeds_rpm,
+            board_readings=board_readings,
+            fan_readings=fan_readings,
         )
         if len(batch) == 0:
             return WriteResult()
-        return self._write(batch, auto_register, default_hardware_model)
+        return self._write(batch, auto_register, default_hardware_model, identities)
 
     def _write(
         self,
@@ -373,9 +388,12 @@ class Store:
         self.add_failures([event])
 
     def add_failures(self, records: Sequence[FailureEvent]) -> None:
-        """Write failure events in one transaction; the same event_id replaces."""
+        """Write failure events in one transaction; the same event_id replaces. Derived outages they
+        supersede are deleted in the same transaction (see outages.superseded_sql)."""
         with self._writer() as cur:
-            events.add_failures(cur, [_with_miner(e, self._resolve(cur, e.miner_id)) for e in records])
+            resolved = [_with_miner(e, self._resolve(cur, e.miner_id)) for e in records]
+            events.add_failures(cur, resolved)
+            outages.drop_superseded(cur, sorted({e.miner_id for e in resolved}))
 
     def list_failures(self, miner_id: str | None = None, limit: int = 100) -> list[FailureEvent]:
         """Failure events, newest first."""
@@ -387,8 +405,11 @@ class Store:
         self.add_planned_states([state])
 
     def add_planned_states(self, records: Sequence[PlannedState]) -> None:
+        """Write planned states in one transaction, deleting the derived outages they supersede."""
         with self._writer() as cur:
-            events.add_planned_states(cur, [_with_miner(s, self._resolve(cur, s.miner_id)) for s in records])
+            resolved = [_with_miner(s, self._resolve(cur, s.miner_id)) for s in records]
+            events.add_planned_states(cur, resolved)
+            outages.drop_superseded(cur, sorted({s.miner_id for s in resolved}))
 
     def list_planned_states(self, miner_id: str | None = None) -> list[PlannedState]:
         """Planned states, oldest start first."""
@@ -448,16 +469,58 @@ class Store:
 
     # ---- retention -------------------------------------------------------------------------------
 
-    def roll_up_samples(self, older_than: datetime) -> tuple[int, int]:
-        """Fold raw samples older than `older_than` (floored to the hour) into samples_hourly and
-        delete them, in one transaction; returns (hourly rows written, raw samples deleted)."""
+    def roll_up_samples(self, retention: timedelta) -> tuple[int, int]:
+        """Fold each miner's raw samples older than its newest sample minus `retention` (floored to
+        the hour) into samples_hourly and delete them, in one transaction; returns (hourly rows
+        written, raw samples deleted)."""
         with self._writer() as cur:
-            return samples.roll_up(cur, older_than)
+            return samples.roll_up(cur, retention)
+
+    def count_past_horizon(self, aliases: np.ndarray, ts: np.ndarray, retention: timedelta) -> int:
+        """How many of these stored samples (miner alias and naive-UTC time per sample) the next
+        retention pass keeps only as hourly rows (see samples.count_past_horizon)."""
+        with self._reader() as cur:
+            return samples.count_past_horizon(cur, aliases, ts, retention)
 
     def read_hourly(self, miner_id: str) -> list[dict[str, object]]:
         """A miner's hourly roll-up rows (see samples.roll_up) as dicts, oldest hour first."""
         with self._reader() as cur:
             return samples.read_hourly(cur, self._resolve(cur, miner_id))
+
+    # ---- history ---------------------------------------------------------------------------------
+
+    def write_risk_points(self, points: Sequence[history.RiskPoint]) -> int:
+        """Store risk points in one transaction (the same (miner, window end, version) replaces)."""
+        if not points:
+            return 0
+        with self._writer() as cur:
+            return history.write_risk_points(cur, points)
+
+    def read_risk_points(self, miner_id: str, start: datetime, end: datetime) -> list[history.RiskPoint]:
+        """A miner's risk points with start <= window end < end, oldest first."""
+        with self._reader() as cur:
+            return history.read_risk_points(cur, self._resolve(cur, miner_id), start, end)
+
+    def prune_risk_points(self, before: datetime) -> int:
+        """Delete risk points whose window ended before `before`; returns how many."""
+        with self._writer() as cur:
+            return history.prune_risk_points(cur, before)
+
+    def miner_newest_sample(self, miner_id: str) -> datetime | None:
+        """The time of a miner's newest raw sample (UTC), or None when it has none."""
+        with self._reader() as cur:
+            row = fetch_one(
+                cur, "SELECT max(ts) FROM samples WHERE miner_id = ?", [self._resolve(cur, miner_id)]
+            )
+        return _utc(row[0]) if row else None
+
+    def read_telemetry(
+        self, miner_id: str, start: datetime, end: datetime, step_s: int
+    ) -> history.TelemetryRows:
+        """A miner's raw readings and features per step in [start, end), one query (see history.py)."""
+        with self._reader() as cur:
+            resolved = self._resolve(cur, miner_id)
+            return history.read_telemetry(cur, resolved, start, end, step_s, self._sample_interval_s)
 
     # ---- training jobs ---------------------------------------------------------------------------
 

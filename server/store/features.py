@@ -127,6 +127,14 @@ def _series_sql(interval_s: int) -> str:
     """
 
 
+def feature_rows_sql(interval_s: int) -> str:
+    """The feature query above, for callers that aggregate its grid rows further in SQL (a miner's
+    telemetry history): it needs a registered `wanted` relation (miner_id, ix) and the parameters
+    $lo, $hi and $first as load_series passes them; it yields ix, t (epoch seconds), observed and
+    the columns of _VALUE_COLUMNS."""
+    return _series_sql(interval_s)
+
+
 _VALUE_COLUMNS = (
     "hashrate_ths",
     "temperature_c",

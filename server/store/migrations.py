@@ -161,6 +161,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        7,
+        "risk history",
+        (
+            # One row per (miner, window end, LSTM version) the server scored when a new window arrived
+            # or a model became active (see history.py); never written on the prediction path. No
+            # primary key (an index would cost more than the rows): writes replace a key themselves.
+            """
+            CREATE TABLE risk_history (
+                miner_id VARCHAR NOT NULL,
+                window_end TIMESTAMP NOT NULL,
+                model_version VARCHAR NOT NULL,
+                risk_score DOUBLE NOT NULL,
+                risk_level UTINYINT NOT NULL,
+                is_anomaly BOOLEAN NOT NULL,
+                anomaly_score DOUBLE NOT NULL,
+                anomaly_model_version VARCHAR NOT NULL,
+                scored_at TIMESTAMP NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 _BOOTSTRAP = """

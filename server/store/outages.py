@@ -12,14 +12,16 @@ Definition. Per miner, within a scan window [since, ...):
 - A stretch longer than `min_duration` is an outage (FAILURE_MODE_OUTAGE, EVENT_SOURCE_DERIVED),
   except: a stretch opened by a planned state's start (the planned period itself); a silent stretch
   (no down point) during which no other miner reported either (a collector or network outage, not
-  a miner's); and a stretch overlapping a failure event from another source (the failure is already
-  labelled).
+  a miner's); and a stretch that a recorded event supersedes (`superseded_sql`: it overlaps a failure
+  from another source or a planned state; the recorded event is the label).
 
 Sync. Derived events are reconciled with the stored ones in one transaction, so running it again
 changes nothing: a stored derived outage that overlaps a newly derived one is updated in place
 (same event_id; it keeps an `occurred_at` from before the window), one that the data no longer
 supports (a late sample filled the gap) is deleted, new ones are inserted. The window is widened to
-the start of any still-open derived outage of the miners scanned, so it can be closed.
+the start of any still-open derived outage of the miners scanned, so it can be closed. Recording a
+failure or a planned state deletes the derived outages it supersedes (`drop_superseded`), so the
+rule holds whichever came first.
 """
 
 from __future__ import annotations
@@ -99,14 +101,53 @@ def _stretches_sql(interval_s: int) -> str:
             SELECT 1 FROM samples o
             WHERE o.miner_id <> c.miner_id AND o.ts > c.last_up AND o.ts < coalesce(c.repaired_at, $newest)
         ))
-        AND NOT EXISTS (
-            SELECT 1 FROM failure_events f
-            WHERE f.miner_id = c.miner_id AND f.source <> {int(EventSource.DERIVED)}
-                AND f.occurred_at <= coalesce(c.repaired_at, $newest)
-                AND coalesce(f.repaired_at, f.occurred_at) >= c.occurred_at - $min_duration
-        )
+        AND NOT {superseded_sql("c.miner_id", "c.occurred_at", "coalesce(c.repaired_at, $newest)")}
     ORDER BY c.miner_id, c.occurred_at
     """
+
+
+def superseded_sql(miner: str, start: str, end: str) -> str:
+    """The one rule for when a derived outage (of `miner`, from `start` to `end`: SQL expressions)
+    yields to a recorded event: it overlaps a failure from another source (down from occurred_at to
+    its repair, or from then on while unrepaired) or a planned state (curtailment, maintenance).
+    Whichever was recorded first, one event remains."""
+    return f"""(EXISTS (
+            SELECT 1 FROM failure_events f
+            WHERE f.miner_id = {miner} AND f.source <> {int(EventSource.DERIVED)}
+                AND f.occurred_at <= {end}
+                AND coalesce(f.repaired_at, 'infinity'::TIMESTAMP) >= {start}
+        ) OR EXISTS (
+            SELECT 1 FROM planned_states p
+            WHERE p.miner_id = {miner} AND p.start_at <= {end} AND p.end_at > {start}
+        ))"""
+
+
+def drop_superseded(cur: duckdb.DuckDBPyConnection, miner_ids: Sequence[str]) -> int:
+    """Delete the given miners' derived outages that a recorded failure or planned state supersedes
+    (see superseded_sql), inside the caller's transaction; returns how many."""
+    if not miner_ids:
+        return 0
+    row = fetch_one(cur, "SELECT max(ts) FROM samples")
+    newest = row[0] if row and row[0] is not None else datetime(9999, 1, 1)
+    doomed = cur.execute(
+        f"""
+        SELECT e.event_id FROM failure_events e
+        WHERE e.source = $derived AND e.mode = $outage AND e.miner_id IN (SELECT unnest($miners::VARCHAR[]))
+            AND {superseded_sql("e.miner_id", "e.occurred_at", "coalesce(e.repaired_at, $newest)")}
+        """,
+        {
+            "derived": int(EventSource.DERIVED),
+            "outage": int(FailureMode.OUTAGE),
+            "miners": list(miner_ids),
+            "newest": newest,
+        },
+    ).fetchall()
+    if doomed:
+        cur.execute(
+            "DELETE FROM failure_events WHERE event_id IN (SELECT unnest($1::VARCHAR[]))",
+            [[str(event_id) for (event_id,) in doomed]],
+        )
+    return len(doomed)
 
 
 def sync_derived_outages(

@@ -1,6 +1,7 @@
 """Raw telemetry samples: staging column batches and writing them, reading samples back.
 
-Write semantics, for both the row path (write_samples) and the column path (bulk_append_columns):
+Write semantics, for both the row form (write_samples: tests, tools) and the column form
+(bulk_append_columns: ingestion, the simulator), which share staging and write_staged:
 - One transaction per batch: all of it is written or none of it.
 - The key is (miner_id, ts). LAST WRITE WINS: a row whose key is already stored replaces the stored
   row; inside one batch the later row with the same key wins.
@@ -12,15 +13,15 @@ Missing readings are NULL (NaN in staged float columns), never 0. `quality` is a
 (set by the store when any of the six metrics is missing), QUALITY_SIMULATED and QUALITY_SENSOR_GLITCH
 (set by the writer: `Sample.quality`, or the `quality` argument of the column path).
 
-Retention: `roll_up` folds raw samples older than a cutoff into `samples_hourly` (one row per miner
-and UTC hour) and deletes them, in one transaction.
+Retention: `roll_up` folds each miner's raw samples older than its newest sample minus the retention
+into `samples_hourly` (one row per miner and UTC hour) and deletes them, in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -73,22 +74,35 @@ def _float_column(values: Sequence[float | int | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def stage_samples(samples: Sequence[Sample]) -> StagedBatch:
-    """Column batch from row samples (miner_id as given; the caller resolves aliases)."""
-    n = len(samples)
-    boards = np.empty(n, dtype=object)
-    fans = np.empty(n, dtype=object)
-    for i, sample in enumerate(samples):
-        boards[i] = [
+def _board_lists(boards: Sequence[Sequence[BoardReading]]) -> np.ndarray:
+    """(N,) object column of board-struct lists (None for a sample without boards) for _BOARD_TYPE."""
+    column = np.empty(len(boards), dtype=object)
+    for i, readings in enumerate(boards):
+        column[i] = [
             {
                 "idx": b.index,
                 "hashrate_ths": b.hashrate_ths,
                 "temperature_c": b.temperature_c,
                 "chip_temperature_c": b.chip_temperature_c,
             }
-            for b in sample.boards
+            for b in readings
         ] or None
-        fans[i] = [float(rpm) for rpm in sample.fan_speeds_rpm] or None
+    return column
+
+
+def _fan_lists(fans: Sequence[Sequence[float]]) -> np.ndarray:
+    """(N,) object column of per-fan RPM lists (None for a sample without them)."""
+    column = np.empty(len(fans), dtype=object)
+    for i, rpms in enumerate(fans):
+        column[i] = [float(rpm) for rpm in rpms] or None
+    return column
+
+
+def stage_samples(samples: Sequence[Sample]) -> StagedBatch:
+    """Column batch from row samples (miner_id as given; the caller resolves aliases)."""
+    n = len(samples)
+    boards = _board_lists([s.boards for s in samples])
+    fans = _fan_lists([s.fan_speeds_rpm for s in samples])
     columns = {
         "seq": np.arange(n, dtype=np.int64),
         "miner_id": np.array([s.miner_id for s in samples], dtype=object),
@@ -115,8 +129,12 @@ def stage_columns(
     board_hashrate_ths: np.ndarray | None = None,
     board_temperature_c: np.ndarray | None = None,
     fan_speeds_rpm: np.ndarray | None = None,
+    board_readings: Sequence[Sequence[BoardReading]] | None = None,
+    fan_readings: Sequence[Sequence[float]] | None = None,
 ) -> StagedBatch:
-    """Column batch from numpy arrays; per-board (N, B) and per-fan (N, K) arrays become LIST columns."""
+    """Column batch from numpy arrays; per-board (N, B) and per-fan (N, K) arrays become LIST columns,
+    and so do ragged per-sample lists (board_readings, fan_readings: one sequence per sample, as
+    ingestion receives them; they take the place of the (N, B) and (N, K) arrays)."""
     n = int(miner_id.shape[0])
     columns: dict[str, np.ndarray] = {
         "seq": np.arange(n, dtype=np.int64),
@@ -129,7 +147,10 @@ def stage_columns(
     for name in METRIC_COLUMNS:
         columns[name] = np.ascontiguousarray(metrics[name], dtype=np.float64)
     boards_sql = fans_sql = "NULL"
-    if board_hashrate_ths is not None:
+    if board_readings is not None:
+        columns["boards"] = _board_lists(board_readings)
+        boards_sql = f"boards::{_BOARD_TYPE}"
+    elif board_hashrate_ths is not None:
         n_boards = board_hashrate_ths.shape[1]
         temps = (
             board_temperature_c
@@ -145,7 +166,10 @@ def stage_columns(
                 "chip_temperature_c := NULL::DOUBLE)"
             )
         boards_sql = f"list_value({', '.join(parts)})"
-    if fan_speeds_rpm is not None:
+    if fan_readings is not None:
+        columns["fans"] = _fan_lists(fan_readings)
+        fans_sql = "fans::DOUBLE[]"
+    elif fan_speeds_rpm is not None:
         for k in range(fan_speeds_rpm.shape[1]):
             columns[f"fan{k}"] = np.ascontiguousarray(fan_speeds_rpm[:, k], dtype=np.float64)
         fans_sql = f"list_value({', '.join(f'fan{k}' for k in range(fan_speeds_rpm.shape[1]))})"
@@ -297,18 +321,35 @@ def _delta_sql(column: str) -> str:
     )
 
 
-def roll_up(cur: duckdb.DuckDBPyConnection, cutoff: datetime) -> tuple[int, int]:
-    """Fold raw samples older than `cutoff` (floored to a whole UTC hour) into samples_hourly and
-    delete them, inside the caller's transaction; returns (hourly rows written, raw samples deleted).
+def _horizons_sql(retention_s: float) -> str:
+    # Each miner's raw-retention horizon: its newest sample minus the retention, floored to the hour.
+    return (
+        "SELECT miner_id, date_trunc('hour', max(ts) - to_microseconds("
+        f"{int(retention_s * 1_000_000)}::BIGINT)) AS horizon FROM samples"
+    )
 
-    Hours already in samples_hourly (late samples arriving after an earlier roll-up) are merged:
-    counts add, extremes combine, means are weighted by sample count. A rolled hour's first share
-    delta uses the previous raw sample only while it still exists (else NULL).
+
+def roll_up(cur: duckdb.DuckDBPyConnection, retention: timedelta) -> tuple[int, int]:
+    """Fold each miner's raw samples older than its horizon (its newest sample minus `retention`,
+    floored to a whole UTC hour) into samples_hourly and delete them, inside the caller's
+    transaction; returns (hourly rows written, raw samples deleted).
+
+    The age counts from the miner's own data, never from the wall clock, so imported history stays
+    raw however old it is; only a miner's data more than `retention` older than its newest sample
+    is rolled up. Hours already in samples_hourly (late samples arriving after an earlier roll-up)
+    are merged: counts add, extremes combine, means are weighted by sample count. A rolled hour's
+    first share delta uses the previous raw sample only while it still exists (else NULL).
     """
-    hour = to_utc_naive(cutoff).replace(minute=0, second=0, microsecond=0)
-    row = fetch_one(cur, "SELECT count(*) FROM samples WHERE ts < ?", [hour])
+    cur.execute(
+        "CREATE OR REPLACE TEMP TABLE horizons AS "
+        f"{_horizons_sql(retention.total_seconds())} GROUP BY miner_id"
+    )
+    row = fetch_one(
+        cur, "SELECT count(*) FROM samples s JOIN horizons h USING (miner_id) WHERE s.ts < h.horizon"
+    )
     n_old = int(row[0]) if row else 0
     if n_old == 0:
+        cur.execute("DROP TABLE horizons")
         return 0, 0
     cur.execute(
         f"""
@@ -318,7 +359,7 @@ def roll_up(cur: duckdb.DuckDBPyConnection, cutoff: datetime) -> tuple[int, int]
                 power_w, quality, accepted_shares, rejected_shares,
                 lag(accepted_shares) OVER w AS prev_accepted_shares,
                 lag(rejected_shares) OVER w AS prev_rejected_shares
-            FROM samples WHERE ts < $1
+            FROM samples s SEMI JOIN horizons h ON s.miner_id = h.miner_id AND s.ts < h.horizon
             WINDOW w AS (PARTITION BY miner_id ORDER BY ts)
         )
         SELECT miner_id, hour, count(*)::INTEGER AS n_samples,
@@ -331,8 +372,7 @@ def roll_up(cur: duckdb.DuckDBPyConnection, cutoff: datetime) -> tuple[int, int]
             sum({_delta_sql("rejected_shares")})::BIGINT AS rejected_shares_delta,
             bit_or(quality)::UTINYINT AS quality
         FROM d GROUP BY miner_id, hour
-        """,
-        [hour],
+        """
     )
     h, x = "samples_hourly", "excluded"
     merged = [f"n_samples = {h}.n_samples + {x}.n_samples"]
@@ -357,8 +397,33 @@ def roll_up(cur: duckdb.DuckDBPyConnection, cutoff: datetime) -> tuple[int, int]
     row = fetch_one(cur, "SELECT count(*) FROM rolled")
     n_hours = int(row[0]) if row else 0
     cur.execute("DROP TABLE rolled")
-    cur.execute("DELETE FROM samples WHERE ts < ?", [hour])
+    cur.execute("DELETE FROM samples s USING horizons h WHERE s.miner_id = h.miner_id AND s.ts < h.horizon")
+    cur.execute("DROP TABLE horizons")
     return n_hours, n_old
+
+
+def count_past_horizon(
+    cur: duckdb.DuckDBPyConnection, aliases: np.ndarray, ts: np.ndarray, retention: timedelta
+) -> int:
+    """How many of these (already stored) samples, named by any alias of their miner (N,) with their
+    times (N,) as naive UTC datetime64, lie before their miner's raw-retention horizon (see roll_up),
+    so that the next retention pass keeps them only as hourly rows."""
+    cur.register("reported", {"alias": np.asarray(aliases, dtype=object), "ts": ts.astype("datetime64[us]")})
+    row = fetch_one(
+        cur,
+        f"""
+        WITH resolved AS (
+            SELECT a.miner_id, r.ts FROM reported r JOIN miner_aliases a ON a.alias = r.alias
+        ),
+        horizons AS (
+            {_horizons_sql(retention.total_seconds())}
+            WHERE miner_id IN (SELECT DISTINCT miner_id FROM resolved) GROUP BY miner_id
+        )
+        SELECT count(*) FROM resolved r JOIN horizons h USING (miner_id) WHERE r.ts < h.horizon
+        """,
+    )
+    cur.unregister("reported")
+    return int(row[0]) if row else 0
 
 
 def read_hourly(cur: duckdb.DuckDBPyConnection, miner_id: str) -> list[dict[str, object]]:

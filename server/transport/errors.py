@@ -1,6 +1,7 @@
 """Maps exceptions to gRPC statuses in one place: an interceptor around every RPC.
 
-Domain errors carry their own code and reason (server/errors.py); they go out with their message,
+Domain errors carry their reason (server/errors.py) and take their code from one table
+(server/transport/codes.py); they go out with their message,
 a `google.rpc.ErrorInfo` (machine-readable reason) and, for bad fields, `google.rpc.BadRequest`.
 Anything else is logged with its traceback and answered INTERNAL with a generic message.
 """
@@ -19,6 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.errors import DomainError
+from server.transport.codes import grpc_code
 from server.transport.interceptors import rewrap
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def to_rpc_status(error: DomainError) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(retry_after_s * 1000))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    status = status_pb2.Status(code=grpc_code(error).value[0], message=error.message, details=details)
     rich = rpc_status.to_status(status)
     if retry_after_s is not None:
         # Also as a plain header-style hint (HTTP clients behind Envoy read it as Retry-After).
@@ -71,7 +73,7 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: 
     if isinstance(exc, NotImplementedError):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
     if isinstance(exc, DomainError):
-        log.info("%s -> %s %s: %s", method, exc.code.name, exc.reason, exc.message)
+        log.info("%s -> %s %s: %s", method, grpc_code(exc).name, exc.reason, exc.message)
         await context.abort_with_status(to_rpc_status(exc))
     incident = uuid.uuid4().hex[:12]
     log.error("%s failed (incident %s)", method, incident, exc_info=exc)

@@ -29,6 +29,7 @@ from server.errors import DomainError, PermissionDenied, RateLimited, Unauthenti
 from server.ops.audit import AuditLog
 from server.ops.limits import RateLimiter
 from server.ops.metrics import Metrics
+from server.transport.codes import grpc_code
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ REQUIRED_ROLE: dict[str, Role] = {
         "TrainingService/CancelTrainJob": Role.TRAINER,
         "TrainingService/ListModels": Role.READER,
         "TrainingService/ActivateModel": Role.TRAINER,
+        "HistoryService/GetMinerTelemetry": Role.READER,
+        "HistoryService/GetMinerRiskHistory": Role.READER,
+        "HistoryService/ListMinerEvents": Role.READER,
     }.items()
 }
 
@@ -162,7 +166,8 @@ class MetricsInterceptor(_Interceptor):
     def _record(self, method: str, started: float, code: str) -> None:
         name = short_method(method)
         self._metrics.requests.labels(name, code).inc()
-        if code != "OK":
+        # The server never ends a call CANCELLED itself: that is a client hanging up (a closed stream).
+        if code not in ("OK", "CANCELLED"):
             self._metrics.errors.labels(name, code).inc()
         self._metrics.latency.labels(name).observe(time.perf_counter() - started)
 
@@ -376,7 +381,7 @@ class AuditInterceptor(_Interceptor):
             try:
                 response = await behavior(request, context)
             except DomainError as exc:
-                self._write(method, request, None, exc.code.name)
+                self._write(method, request, None, grpc_code(exc).name)
                 raise
             self._write(method, request, response, "OK")
             return response
@@ -390,7 +395,7 @@ class AuditInterceptor(_Interceptor):
                     self._write(method, request, response, "OK")
                     yield response
             except DomainError as exc:
-                self._write(method, request, None, exc.code.name)
+                self._write(method, request, None, grpc_code(exc).name)
                 raise
 
         return wrapped

@@ -6,7 +6,7 @@ import grpc
 import pytest
 from mining.analytics.v1alpha1 import common_pb2, telemetry_pb2
 
-from clients.client import ClientError, FieldViolation, FleetHealthClient
+from clients.client import ClientError, FieldViolation, FleetHealthClient, service_config
 from tests.clients.fake_server import FakeServer
 
 
@@ -23,22 +23,45 @@ def client_for(server: FakeServer, **options: object) -> tuple[FleetHealthClient
     return FleetHealthClient(server.target, timeout=30, sleep=sleep, **options), sleep  # type: ignore[arg-type]
 
 
-def test_unavailable_is_retried_with_growing_backoff(fake_server: FakeServer) -> None:
+def test_unavailable_is_retried_by_the_channel_retry_policy(fake_server: FakeServer) -> None:
     fake_server.script.unavailable_first = 2
     client, sleep = client_for(fake_server, retries=3)
     with client:
         assert client.status().server_version == "fake"
     assert fake_server.script.calls == ["Status"] * 3
-    assert len(sleep.delays) == 2 and sleep.delays[1] > sleep.delays[0]
+    assert sleep.delays == []  # the channel waited, not the client's own loop
 
 
 def test_unavailable_gives_up_after_the_retry_budget(fake_server: FakeServer) -> None:
     fake_server.script.unavailable_first = 10
-    client, sleep = client_for(fake_server, retries=2)
+    client, _ = client_for(fake_server, retries=2)
     with client, pytest.raises(ClientError) as caught:
         client.status()
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE and caught.value.message == "warming up"
-    assert fake_server.script.calls == ["Status"] * 3 and len(sleep.delays) == 2
+    assert fake_server.script.calls == ["Status"] * 3
+
+
+def test_retries_zero_makes_one_attempt(fake_server: FakeServer) -> None:
+    fake_server.script.unavailable_first = 1
+    client, _ = client_for(fake_server, retries=0)
+    with client, pytest.raises(ClientError):
+        client.status()
+    assert fake_server.script.calls == ["Status"]
+
+
+def test_service_config_retries_unary_calls_and_leaves_streams_to_the_client() -> None:
+    config = service_config(3)
+    unary, streams = config["methodConfig"]
+    assert unary["retryPolicy"]["maxAttempts"] == 4
+    assert unary["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert {"service": "mining.analytics.v1alpha1.FleetService"} in unary["name"]
+    assert "retryPolicy" not in streams
+    assert {"service": "mining.analytics.v1alpha1.TelemetryService", "method": "IngestMetrics"} in streams[
+        "name"
+    ]
+    assert "retryPolicy" not in service_config(0)["methodConfig"][0]
+    with pytest.raises(ValueError, match="gRPC caps attempts at 5"):
+        FleetHealthClient("127.0.0.1:1", retries=5)
 
 
 def test_other_codes_are_not_retried_and_carry_rich_details(fake_server: FakeServer) -> None:
@@ -120,13 +143,12 @@ def test_ingest_yields_one_ack_per_batch_in_order(fake_server: FakeServer) -> No
 
 
 def test_unreachable_server_raises_unavailable_after_retries() -> None:
-    sleep = CountingSleep()
     with (
-        FleetHealthClient("127.0.0.1:1", timeout=5, retries=1, sleep=sleep) as client,
+        FleetHealthClient("127.0.0.1:1", timeout=5, retries=1) as client,
         pytest.raises(ClientError) as caught,
     ):
         client.status()
-    assert caught.value.code == grpc.StatusCode.UNAVAILABLE and len(sleep.delays) == 1
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
 
 
 def test_bad_arguments_are_rejected_before_any_call() -> None:

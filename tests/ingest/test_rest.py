@@ -38,9 +38,23 @@ def test_metrics_post_stores_a_json_batch_and_resolves_a_moved_miner(rest: Stack
     body = {"samples": [sample_json("10.8.0.1", step, **identity) for step in range(2)], "batch_id": "r1"}
     reply = rest.rest("POST", "/api/advanced/metrics", body)
     assert reply.status == 200, reply.body
-    assert reply.json() == {"written": 2, "duplicates": 0, "miners_registered": 1, "batch_id": "r1"}
+    assert reply.json() == {
+        "written": 2,
+        "duplicates": 0,
+        "miners_registered": 1,
+        "batch_id": "r1",
+        "kept_raw": 2,
+        "kept_hourly": 0,
+    }
     again = rest.rest("POST", "/api/advanced/metrics", body)
-    assert again.json() == {"written": 0, "duplicates": 2, "miners_registered": 0, "batch_id": "r1"}
+    assert again.json() == {
+        "written": 0,
+        "duplicates": 2,
+        "miners_registered": 0,
+        "batch_id": "r1",
+        "kept_raw": 2,
+        "kept_hourly": 0,
+    }
     # The miner moves to 10.8.0.2; its history stays on one miner, found by the new IP.
     moved = {"samples": [sample_json("10.8.0.2", step, **identity) for step in range(2, 4)]}
     assert rest.rest("POST", "/api/advanced/metrics", moved).json()["miners_registered"] == 0

@@ -67,7 +67,11 @@ def test_metrics_count_requests_errors_latency_and_samples(server: ServerThread)
     assert metrics[("mfh_store_size_bytes", ())] > 0
     assert ("mfh_miners_by_risk_level", (("level", "CRITICAL"),)) in metrics
     assert ("mfh_anomalous_miners_last_hour", ()) in metrics
-    staleness = metrics[("mfh_data_staleness_seconds", (("miner_id", "metrics-miner"),))]
+    (staleness,) = [
+        value
+        for (name, labels), value in metrics.items()
+        if name == "mfh_data_staleness_seconds" and ("miner_id", "metrics-miner") in labels
+    ]
     assert 0 <= staleness < 3600
 
 

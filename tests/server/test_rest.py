@@ -69,7 +69,7 @@ def test_unknown_model_kind_in_path_is_400_json(stack: Stack) -> None:
     assert "model_kind" in reply.json()["message"]
 
 
-@pytest.mark.parametrize("path", ["/api/advanced/nope", "/", "/api/v2/status"])
+@pytest.mark.parametrize("path", ["/api/advanced/nope", "/nope", "/console/nope.js", "/api/v2/status"])
 def test_unknown_path_is_404_json_not_a_hang(stack: Stack, path: str) -> None:
     reply = stack.rest("GET", path, timeout=30)
     assert reply.status == 404

@@ -325,6 +325,8 @@ class WriteMetricsResponse(_message.Message):
     DUPLICATES_FIELD_NUMBER: _builtins.int
     MINERS_REGISTERED_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
+    KEPT_RAW_FIELD_NUMBER: _builtins.int
+    KEPT_HOURLY_FIELD_NUMBER: _builtins.int
     written: _builtins.int
     """Samples stored (new or replacing an earlier write of the same miner and time) (JSON: number)."""
     duplicates: _builtins.int
@@ -333,6 +335,14 @@ class WriteMetricsResponse(_message.Message):
     """Miners registered automatically by this batch (JSON: number)."""
     batch_id: _builtins.str
     """The request's batch_id."""
+    kept_raw: _builtins.int
+    """Samples of this batch kept at full resolution: within the raw retention (--raw-retention-days)
+    before their miner's newest sample (JSON: number).
+    """
+    kept_hourly: _builtins.int
+    """Samples of this batch older than that: stored, then kept only as hourly roll-ups from the next
+    retention pass (JSON: number). Raise --raw-retention-days to keep them raw.
+    """
     def __init__(
         self,
         *,
@@ -340,10 +350,12 @@ class WriteMetricsResponse(_message.Message):
         duplicates: _builtins.int = ...,
         miners_registered: _builtins.int = ...,
         batch_id: _builtins.str = ...,
+        kept_raw: _builtins.int = ...,
+        kept_hourly: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "duplicates", b"duplicates", "miners_registered", b"miners_registered", "written", b"written"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "duplicates", b"duplicates", "kept_hourly", b"kept_hourly", "kept_raw", b"kept_raw", "miners_registered", b"miners_registered", "written", b"written"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
