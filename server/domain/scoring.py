@@ -29,6 +29,7 @@ from server.domain.anomaly_decision import (
     context_reasons,
     decide_site,
     restarts,
+    window_temperature,
 )
 from server.domain.batcher import BatchFn, MicroBatcher
 from server.domain.feature_cache import FeatureCache
@@ -390,7 +391,12 @@ class Scoring:
             cfg.restart_idle_samples,
         )
         context = context_reasons(ends, planned, downtime, restart_times, cfg)
-        return MinerInput(ends, errors, context), batch, channel_errors
+        last_hour = batch.raw[:, -12:, :]  # (N, 12, 11) raw features of each window's last hour
+        temperature = window_temperature(last_hour[:, :, FEATURE_COLUMNS.index("temperature")])
+        hashrate = window_temperature(
+            last_hour[:, :, FEATURE_COLUMNS.index("hashrate")] / max(miner.nominal_hashrate_ths or 1.0, 1e-9)
+        )
+        return MinerInput(ends, errors, context, temperature, hashrate), batch, channel_errors
 
     def _detect(
         self,
