@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         env = f"MFH_{name.upper()}"
         # Each flag's own default once: argparse's own "(default: None)" would be the flag's sentinel.
         default = "none" if field.default is None else field.default
-        help_text = f"{field.description or ''} (default {default}) [env {env}]"
+        # argparse formats help with %: a literal one (e.g. "5 %") is doubled.
+        help_text = f"{field.description or ''} (default {default}) [env {env}]".replace("%", "%%")
         if field.annotation is bool:
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
