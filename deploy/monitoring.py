@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -353,6 +354,10 @@ def start(
     return Monitoring(prometheus, alertmanager)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -365,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="1 s scrapes and evaluations, 3 s alert periods")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Ctrl-C and SIGTERM both stop the binaries (a shell may start a background job with SIGINT ignored).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     receiver = WebhookReceiver(port=args.webhook_port, echo=True)
     stack = start(
         args.run_dir.resolve(),

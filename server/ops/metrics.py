@@ -54,7 +54,6 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 # Store reads behind the gauges (last sample per miner, miner records, planned states, feedback)
 # are cached this long, so frequent scrapes stay cheap.
 STORE_READ_TTL_S = 30.0
-STALENESS_TTL_S = STORE_READ_TTL_S
 MINER_LABELS = ["miner_id", "site", "hardware_model"]
 FEEDBACK_WINDOW = 10_000  # newest verdicts read for the live precision
 # Latest readings exported per miner (feature column -> unit), for the dashboard's one-miner view.
@@ -106,6 +105,12 @@ class Metrics:
         self.subscribers = Gauge("mfh_subscribers", "Open score subscriptions.", registry=r)
         self.rate_limited = Counter(
             "mfh_rate_limited", "Calls refused by the per-client rate limit.", ["method"], registry=r
+        )
+        self.refused = Counter(
+            "mfh_refused_calls",
+            "Calls refused before they ran (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED).",
+            ["outcome"],
+            registry=r,
         )
         self.batch_size = Histogram(
             "mfh_batch_size",

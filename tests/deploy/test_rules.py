@@ -142,3 +142,28 @@ def test_the_fast_copy_shortens_every_alerts_period_and_keeps_the_rest(tmp_path:
         ["promtool", "check", "rules", str(copy)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_accepts_the_checked_in_and_the_rendered_prometheus_config(tmp_path: Path) -> None:
+    checked_in = subprocess.run(
+        ["promtool", "check", "config", str(monitoring.PROMETHEUS_FILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked_in.returncode == 0, checked_in.stdout + checked_in.stderr
+    assert "1 rule files found" in checked_in.stdout
+    rules = monitoring.render_rules(tmp_path / "alerts.yml", monitoring.FAST)
+    config = monitoring.render_prometheus(
+        tmp_path / "prometheus.yml",
+        metrics_target="127.0.0.1:9999",
+        alertmanager="127.0.0.1:9998",
+        rules=rules,
+        periods=monitoring.FAST,
+    )
+    rendered = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    text = config.read_text()
+    assert "127.0.0.1:9999" in text and "127.0.0.1:9998" in text and "scrape_interval: 1s" in text
