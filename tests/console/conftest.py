@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.harness import Stack, start_stack
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).parent / "screenshots"  # git-ignored
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+SECOND_SITE = ("192.168.1.104", "192.168.1.105", "192.168.1.106", "192.168.1.107")
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
@@ -60,6 +62,10 @@ def console_stack(built_console: Path, tmp_path_factory: pytest.TempPathFactory)
         assert reply.status == 200, reply.body
         reply = running.rest("GET", "/api/advanced/fleet/scores")  # latest scores from the fixture
         assert reply.status == 200, reply.body
+        for miner_id in SECOND_SITE:  # two sites, so the site filter and the map have groups
+            miner = running.rest("GET", f"/api/advanced/miners/{miner_id}").json()
+            reply = running.rest("PUT", f"/api/advanced/miners/{miner_id}", {**miner, "site": "demo-row-2"})
+            assert reply.status == 200, reply.body
         yield running
     finally:
         running.close()
@@ -67,13 +73,15 @@ def console_stack(built_console: Path, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="session")
 def auth_tokens(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Tokens for a reader and an operator with every role, and the file that lists them."""
+    """Tokens for a reader, a collector (writer only) and an operator with every role, and the file
+    that lists them."""
     folder = tmp_path_factory.mktemp("tokens")
     reader, reader_entry = mint("reader", ["reader"], [])
+    writer, writer_entry = mint("collector", ["writer"], [])
     admin, admin_entry = mint("operator", ["admin"], [])
     path = folder / "tokens.json"
-    path.write_text(json.dumps({"tokens": [reader_entry, admin_entry]}))
-    return {"reader": reader, "admin": admin, "file": path}
+    path.write_text(json.dumps({"tokens": [reader_entry, writer_entry, admin_entry]}))
+    return {"reader": reader, "writer": writer, "admin": admin, "file": path}
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +116,23 @@ def axe_violations(page: Page) -> list[dict[str, Any]]:
     page.add_script_tag(path=str(AXE))
     violations: list[dict[str, Any]] = page.evaluate("async () => (await axe.run()).violations")
     return [v for v in violations if v.get("impact") in ("serious", "critical")]
+
+
+def hot_reading(stack: Stack, miner_id: str, temperature_c: float = 115.0) -> None:
+    """Ingests one reading at the current time through REST: hot enough for the fixture model's
+    CRITICAL answer (above HOT_C), otherwise like the miner's nominal state."""
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    sample = {
+        "miner_id": miner_id,
+        "timestamp": now,
+        "hashrate_ths": 100.0,
+        "temperature_c": temperature_c,
+        "fan_speed_rpm": 5000.0,
+        "power_w": 3250.0,
+    }
+    reply = stack.rest("POST", "/api/advanced/metrics", {"samples": [sample]})
+    assert reply.status == 200, reply.body
+    assert reply.json()["written"] == 1, reply.body
 
 
 def screenshot(page: Page, name: str, full_page: bool = False) -> Path:

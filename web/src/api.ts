@@ -26,7 +26,7 @@ const bearer: Interceptor = (next) => async (req) => {
   return next(req);
 };
 
-const transport = createGrpcWebTransport({
+export const transport = createGrpcWebTransport({
   baseUrl: location.origin,
   useBinaryFormat: true,
   interceptors: [bearer],

@@ -16,6 +16,8 @@ export interface LiveHandlers {
 
 const HEARTBEAT_SECONDS = 5;
 const MAX_BACKOFF_MS = 10_000;
+/** No message (not even a heartbeat) for this long: the connection is dead though not closed. */
+const SILENCE_MS = 3 * HEARTBEAT_SECONDS * 1000;
 
 export class LiveScores {
   private sequence = 0n;
@@ -45,13 +47,17 @@ export class LiveScores {
     let first = true;
     while (this.running) {
       this.handlers.state(first ? "connecting" : "reconnecting", "");
-      this.abort = new AbortController();
+      const abort = new AbortController();
+      this.abort = abort;
+      let watchdog = setTimeout(() => abort.abort(), SILENCE_MS);
       try {
         const stream = scoring.subscribeScores(
           { afterSequence: this.sequence, heartbeatSeconds: HEARTBEAT_SECONDS },
           { signal: this.abort.signal },
         );
         for await (const event of stream) {
+          clearTimeout(watchdog);
+          watchdog = setTimeout(() => abort.abort(), SILENCE_MS);
           if (event.sequence > this.sequence) this.sequence = event.sequence;
           this.handlers.state("live", "");
           backoff = 500;
@@ -71,6 +77,7 @@ export class LiveScores {
           }
         }
       } catch (error) {
+        clearTimeout(watchdog);
         if (!this.running) return;
         const denied = code(error) === Code.Unauthenticated || code(error) === Code.PermissionDenied;
         if (denied) {
@@ -79,6 +86,7 @@ export class LiveScores {
           return;
         }
       }
+      clearTimeout(watchdog);
       if (!this.running) return;
       first = false;
       this.handlers.state("reconnecting", "");

@@ -1,6 +1,7 @@
 // The console's entry: sign in, start the live score stream, and route between the pages
 // (#/fleet, #/miner/<id>, #/models; hash routes, so Envoy serves one page for all of them).
-import { sentence } from "./api.js";
+import { Code } from "@connectrpc/connect";
+import { code, sentence } from "./api.js";
 import { h } from "./dom.js";
 import { renderFleet } from "./fleet.js";
 import { LiveScores, type LiveState } from "./live.js";
@@ -55,7 +56,11 @@ async function start(): Promise<void> {
   try {
     current = await signIn(main);
   } catch (error) {
-    main.replaceChildren(h("h1", {}, "Mining fleet health"), h("p", { class: "problem", role: "alert" }, sentence(error, "Connecting to the server")));
+    main.replaceChildren(
+      h("h1", {}, "Mining fleet health"),
+      h("p", { class: "problem", role: "alert" }, sentence(error, "Connecting to the server")),
+      code(error) === Code.PermissionDenied ? h("button", { type: "button", onclick: signOut }, "Use another token") : "",
+    );
     return;
   }
   who.replaceChildren(

@@ -6,10 +6,10 @@ import { FailureMode, FailureModeSchema } from "../gen/mining/analytics/v1alpha1
 import type { PredictFailureRiskResponse } from "../gen/mining/analytics/v1alpha1/scoring_pb.js";
 import { FeedbackVerdict, type FailureEvent } from "../gen/mining/analytics/v1alpha1/telemetry_pb.js";
 import { fleet, scoring, sentence, telemetry } from "./api.js";
-import { chart, type Band, type Marker } from "./charts.js";
+import { chart, type Band } from "./charts.js";
 import { h } from "./dom.js";
 import { ago, dateTime, levelBadge, number, percent, toDate } from "./format.js";
-import { history } from "./history.js";
+import { CHARTED, loadHistory, numbers, seconds, type History } from "./history.js";
 import { session } from "./session.js";
 import { store } from "./store.js";
 
@@ -29,8 +29,14 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
   const charts = h("section", { class: "card charts", "aria-labelledby": "charts-title" });
   const events = h("section", { class: "card", "aria-labelledby": "events-title" });
   const actions = h("section", { class: "card", "aria-labelledby": "actions-title" });
-  main.replaceChildren(h("p", {}, h("a", { href: "#/fleet" }, "← Fleet")), title, facts, risk, charts, events);
-  if (session.canWrite) main.append(actions);
+  const side = h("div", { class: "miner-side" }, h("section", { class: "card", "aria-label": "Miner details" }, facts), events);
+  if (session.canWrite) side.append(actions);
+  main.replaceChildren(
+    h("p", { class: "back" }, h("a", { href: "#/fleet" }, "← Fleet")),
+    title,
+    h("div", { class: "miner-top" }, risk, side),
+    charts,
+  );
 
   let current: PredictFailureRiskResponse | null = null;
   let failures: FailureEvent[] = [];
@@ -41,7 +47,8 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
     try {
       const miner = await fleet.getMiner({ minerId });
       const lastSeen = toDate(miner.lastSeen);
-      end = lastSeen ?? new Date();
+      // Ranges end just after the last reading (the history API treats its end as exclusive).
+      end = new Date((lastSeen ?? new Date()).getTime() + 5 * 60_000);
       facts.replaceChildren(
         ...(
           [
@@ -56,7 +63,7 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
         ).flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),
       );
     } catch (error) {
-      facts.replaceChildren(h("p", { class: "problem", role: "alert" }, sentence(error, "Loading the miner")));
+      facts.replaceWith(h("p", { class: "problem", role: "alert" }, sentence(error, "Loading the miner")));
       throw error;
     }
   }
@@ -67,12 +74,12 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
       const factors = h(
         "table",
         { class: "factors" },
-        h("caption", {}, "What drives the score (share of the model's output, the miner's recent value and the fleet norm)"),
+        h("caption", {}, `What drives the score: the ${Math.min(6, current.riskFactors.length)} largest of ${current.riskFactors.length} factors (share of the model's output, the miner's recent value, the fleet norm)`),
         h("thead", {}, h("tr", {}, ...["Factor", "Importance", "Recent", "Fleet norm"].map((t) => h("th", { scope: "col" }, t)))),
         h(
           "tbody",
           {},
-          ...current.riskFactors.map((factor) =>
+          ...current.riskFactors.slice(0, 6).map((factor) =>
             h(
               "tr",
               {},
@@ -99,7 +106,7 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
           { class: "hint" },
           `Model ${current.modelVersion}, window ${dateTime(toDate(current.windowStart))} – ${dateTime(toDate(current.windowEnd))} (${current.windowSamples} samples).`,
         ),
-        factors,
+        h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Risk factors" }, factors),
       );
     } catch (error) {
       risk.replaceChildren(h("h2", { id: "risk-title" }, "Current risk"), h("p", { class: "problem" }, sentence(error, "Scoring this miner")));
@@ -153,58 +160,102 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
     const status = h("p", { class: "hint", "aria-live": "polite" }, `Loading ${rangeName}…`);
     charts.replaceChildren(h("h2", { id: "charts-title" }, "History"), buttons, status);
     const range: [number, number] = [start.getTime() / 1000, end.getTime() / 1000];
-    const markers: Marker[] = failures
-      .map((f) => ({ at: (toDate(f.occurredAt)?.getTime() ?? 0) / 1000, label: `failure (${modeLabel(f.mode)})`, kind: "failure" }))
-      .filter((m) => m.at >= range[0] && m.at <= range[1]);
     const parts: HTMLElement[] = [];
-    // Readings and risk history (HistoryService) where the server has it.
-    parts.push(...(await history(minerId, start, end, range, markers)));
-    try {
-      const times: number[] = [];
-      const scores: number[] = [];
-      const bands: Band[] = [];
-      let threshold = 0;
-      for (let from = start.getTime(); from < end.getTime(); from += DETECT_CHUNK_H * 3600_000) {
-        const to = Math.min(end.getTime(), from + DETECT_CHUNK_H * 3600_000);
-        const reply = await scoring.detectAnomalies({
-          minerId,
-          start: timestampFromDate(new Date(from)),
-          end: timestampFromDate(new Date(to)),
-        });
-        threshold = reply.threshold;
-        let previous = times.length ? times[times.length - 1] : from / 1000;
-        for (const window of reply.windows) {
-          const at = (toDate(window.windowEnd)?.getTime() ?? 0) / 1000;
-          if (times.length && at <= times[times.length - 1]) continue;
-          times.push(at);
-          scores.push(window.score);
-          if (window.isAnomaly) {
-            const last = bands[bands.length - 1];
-            if (last && last.end >= previous) last.end = at;
-            else bands.push({ start: previous, end: at, kind: "anomaly" });
-          }
-          previous = at;
-        }
+    const [pastResult, anomalyResult] = await Promise.allSettled([loadHistory(minerId, start, end), detect(start, end)]);
+    if (!alive) return;
+    const anomalies = anomalyResult.status === "fulfilled" ? anomalyResult.value : null;
+    const past: History | null = pastResult.status === "fulfilled" ? pastResult.value : null;
+    const anomalyBands = anomalies?.bands ?? [];
+    if (pastResult.status === "rejected" || !past) {
+      parts.push(h("p", { class: "problem" }, sentence(pastResult.status === "rejected" ? pastResult.reason : null, "Loading the miner's history")));
+    } else {
+      const { telemetry, risk, markers, bands } = past;
+      const times = telemetry.times.map((t) => seconds(toDate(t)));
+      const shaded = [...anomalyBands, ...bands];
+      for (const [name, title] of CHARTED) {
+        const series = telemetry.series.find((s) => s.name === name);
+        if (!series) continue;
+        parts.push(
+          chart({
+            id: `chart-${name.replace(/_/g, "-")}`,
+            title: `${title} (${series.unit})`,
+            unit: series.unit,
+            times,
+            lines: [
+              { label: "mean", values: numbers(series.mean), colour: "#0072B2" },
+              { label: "max", values: numbers(series.max), colour: "#56B4E9", dash: [4, 3] },
+            ],
+            bands: shaded,
+            markers,
+            range,
+          }),
+        );
       }
+      parts.push(
+        chart({
+          id: "chart-risk",
+          title: "Failure risk over time, with the level cut-offs (server defaults 0.25 / 0.5 / 0.75)",
+          unit: "risk",
+          times: risk.map((p) => seconds(toDate(p.time))),
+          lines: [{ label: "risk score", values: risk.map((p) => p.riskScore), colour: "#CC2A7A" }],
+          bands: shaded,
+          markers,
+          cuts: [
+            { value: 0.25, label: "Medium", colour: "#E69F00" },
+            { value: 0.5, label: "High", colour: "#D55E00" },
+            { value: 0.75, label: "Critical", colour: "#CC2A7A" },
+          ],
+          range,
+          yRange: [0, 1],
+        }),
+      );
+    }
+    if (anomalyResult.status === "rejected" || !anomalies) {
+      parts.push(h("p", { class: "problem" }, sentence(anomalyResult.status === "rejected" ? anomalyResult.reason : null, "Detecting anomalies")));
+    } else {
       parts.push(
         chart({
           id: "chart-anomaly",
           title: "Anomaly score (autoencoder reconstruction error)",
           unit: "score",
-          times,
-          lines: [{ label: "anomaly score", values: scores, colour: "#0072B2" }],
-          bands,
-          markers,
-          cuts: threshold ? [{ value: threshold, label: `threshold ${number(threshold, 3)}`, colour: "#D55E00" }] : [],
+          times: anomalies.times,
+          lines: [{ label: "anomaly score", values: anomalies.scores, colour: "#0072B2" }],
+          bands: anomalyBands,
+          markers: past?.markers ?? [],
+          cuts: anomalies.threshold ? [{ value: anomalies.threshold, label: `threshold ${number(anomalies.threshold, 3)}`, colour: "#D55E00" }] : [],
           range,
         }),
       );
-    } catch (error) {
-      parts.push(h("p", { class: "problem" }, sentence(error, "Detecting anomalies")));
     }
-    if (!alive) return;
-    status.textContent = `${rangeName} to the last reading (${dateTime(end)}).`;
-    charts.append(...parts);
+    status.textContent = `The ${rangeName} up to ${dateTime(end)} (just after the last reading); shaded: anomalous windows (orange), outages (grey), planned states (blue); ▼ failures.`;
+    charts.append(h("div", { class: "charts-grid" }, ...parts));
+  }
+
+  /** The autoencoder's windows over the range (DetectAnomalies answers at most 7 days a call). */
+  async function detect(start: Date, stop: Date): Promise<{ times: number[]; scores: number[]; bands: Band[]; threshold: number }> {
+    const times: number[] = [];
+    const scores: number[] = [];
+    const bands: Band[] = [];
+    let threshold = 0;
+    for (let from = start.getTime(); from < stop.getTime(); from += DETECT_CHUNK_H * 3600_000) {
+      const to = Math.min(stop.getTime(), from + DETECT_CHUNK_H * 3600_000);
+      const reply = await scoring.detectAnomalies({ minerId, start: timestampFromDate(new Date(from)), end: timestampFromDate(new Date(to)) });
+      threshold = reply.threshold;
+      let previous = times.length ? times[times.length - 1] : from / 1000;
+      for (const window of reply.windows) {
+        const at = seconds(toDate(window.windowEnd));
+        if (times.length && at <= times[times.length - 1]) continue;
+        times.push(at);
+        scores.push(window.score);
+        if (window.isAnomaly) {
+          const last = bands[bands.length - 1];
+          if (last && last.end >= previous) last.end = at;
+          else bands.push({ start: previous, end: at, kind: "anomaly" });
+        }
+        previous = at;
+      }
+    }
+    return { times, scores, bands, threshold };
   }
 
   function renderActions(): void {
