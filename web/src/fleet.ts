@@ -251,7 +251,22 @@ export function renderFleet(main: HTMLElement): () => void {
     );
   }
 
-  const unsubscribe = store.subscribe((changed) => render(changed));
+  // Live updates arrive in bursts (a model activation rescores the whole fleet): render at most
+  // once per frame, with every miner that changed since the last one.
+  let pending: Set<string> | null = new Set();
+  let scheduled = false;
+  const unsubscribe = store.subscribe((changed) => {
+    if (changed === null) pending = null;
+    else if (pending) for (const id of changed) pending.add(id);
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      const ids = pending ? [...pending] : null;
+      pending = new Set();
+      render(ids);
+    });
+  });
   store.load().then(
     () => render(null),
     (error) => {
