@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 CONSOLE := web/dist/index.html
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup run test protos lint check-protos clean bench console
+.PHONY: setup hooks run test protos lint check-protos clean bench console monitoring monitoring-tools
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ $(CHROMIUM):
 	command -v apt-get >/dev/null || { echo "install chromium for the browser tests" >&2; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-setup: $(STAMP) $(CONSOLE) $(CHROMIUM)
+setup: $(STAMP) $(CONSOLE) $(CHROMIUM) monitoring-tools hooks
+
+# The commit-msg hook (subjects of at most 72 characters); tests/test_commits.py checks the history too.
+hooks:
+	@sh .githooks/install
+
+# Prometheus and Alertmanager (apt, only when missing): the alert tests and `make monitoring` run them.
+monitoring-tools:
+	bash deploy/setup.sh
 
 run: setup
 	$(VENV)/bin/mining-health-server --with-envoy $(ARGS)
@@ -43,9 +51,10 @@ protos: setup
 	npm run --silent generate
 
 lint: setup
-	$(VENV)/bin/ruff check server clients tests bench
-	$(VENV)/bin/ruff format --check server clients tests bench
-	$(VENV)/bin/mypy server clients
+	$(VENV)/bin/ruff check server clients tests bench deploy .githooks/commit-msg
+	$(VENV)/bin/ruff format --check server clients tests bench deploy .githooks/commit-msg
+	$(VENV)/bin/mypy server clients deploy
+	$(VENV)/bin/lint-imports --no-logo
 	npx buf lint
 	npm run --silent typecheck
 
@@ -57,3 +66,8 @@ clean:
 bench: setup
 	bash bench/setup.sh
 	$(PY) -m bench.run --out bench/results/perf.md $(ARGS)
+
+# Prometheus (:9090) and Alertmanager (:9093) against a running `make run` (metrics on :9464), alerts
+# printed by a webhook receiver on :9095. FAST=1: 1 s scrapes and evaluations, 3 s alert periods.
+monitoring: setup
+	$(PY) -m deploy.monitoring $(if $(FAST),--fast) $(ARGS)

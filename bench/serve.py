@@ -48,9 +48,8 @@ def main() -> None:
     parser.add_argument("--setting", action="append", default=[], help="a Settings field as name=value")
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.setting)
-    settings = Settings(
-        data_dir=args.data_dir, grpc_port=0, metrics_port=-1, log_level="WARNING", **overrides
-    )  # type: ignore[arg-type]
+    defaults = {"metrics_port": "-1", "log_level": "WARNING"}  # a --setting overrides them
+    settings = Settings(data_dir=args.data_dir, grpc_port=0, **{**defaults, **overrides})  # type: ignore[arg-type]
     asyncio.run(serve(settings, args.with_envoy))
 
 

@@ -1,14 +1,24 @@
-"""Domain errors. Each class carries its gRPC status code and a machine-readable reason.
+"""Domain errors: one small hierarchy of kinds, each with a machine-readable reason.
 
-The transport layer maps them to gRPC statuses in one place (server/transport/errors.py); nothing
-below the transport knows about gRPC beyond the code number each class names here.
+No gRPC here: the transport maps each kind to a gRPC status code in one table
+(server/transport/codes.py) and sends the status from one interceptor (server/transport/errors.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import grpc
+
+def next_step(rpc: str, **params: str) -> str:
+    """A surface-neutral pointer to the call that fixes an error, for a message or a violation.
+
+    `rpc` is "Service.Method" (e.g. "FleetService.ListMiners"); params fill the REST route's
+    variables (e.g. miner_id="10.0.0.1"). The transport renders it for the caller's surface: a REST
+    caller reads the method's route (its google.api.http rule), a gRPC caller the method
+    ("FleetService.ListMiners"); nothing below the transport names a REST path.
+    """
+    query = "&".join(f"{name}={value}" for name, value in params.items())
+    return f"<<{rpc}{'?' + query if query else ''}>>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +32,6 @@ class FieldViolation:
 class DomainError(Exception):
     """Base class. `message` is safe to show a client; it names the field and the fix."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: str = "INTERNAL"
 
     def __init__(
@@ -44,7 +53,6 @@ class DomainError(Exception):
 class InvalidArgument(DomainError):
     """A request field is malformed or out of range."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
     reason = "INVALID_ARGUMENT"
 
     @classmethod
@@ -63,7 +71,6 @@ class InvalidArgument(DomainError):
 class NotFound(DomainError):
     """The named thing does not exist."""
 
-    code = grpc.StatusCode.NOT_FOUND
     reason = "NOT_FOUND"
 
 
@@ -72,15 +79,25 @@ class MinerNotFound(NotFound):
 
     def __init__(self, miner_id: str) -> None:
         super().__init__(
-            f"miner_id: no miner {miner_id!r} in the store; list miners with GET /api/advanced/miners",
+            f"miner_id: no miner {miner_id!r} in the store; "
+            f"list miners with {next_step('FleetService.ListMiners')}",
             metadata={"miner_id": miner_id},
+        )
+
+
+class EventNotFound(NotFound):
+    reason = "EVENT_NOT_FOUND"
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(
+            f"event_id: no failure event {event_id[:64]!r}; list them with GET /api/advanced/failures",
+            metadata={"event_id": event_id[:64]},
         )
 
 
 class FailedPrecondition(DomainError):
     """The system is not in a state that allows the call."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
 
 
@@ -94,23 +111,20 @@ class InsufficientHistory(FailedPrecondition):
     def __init__(self, miner_id: str, have: int, need: int) -> None:
         super().__init__(
             f"miner {miner_id!r} has {have} sample(s) in the window, {need} are needed; "
-            "wait for more telemetry or write more with POST /api/advanced/metrics",
+            f"wait for more telemetry or write more with {next_step('TelemetryService.WriteMetrics')}",
             metadata={"miner_id": miner_id, "have": str(have), "need": str(need)},
         )
 
 
 class AlreadyExists(DomainError):
-    code = grpc.StatusCode.ALREADY_EXISTS
     reason = "ALREADY_EXISTS"
 
 
 class Unavailable(DomainError):
-    code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"
 
 
 class ResourceExhausted(DomainError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "RESOURCE_EXHAUSTED"
 
 
@@ -127,12 +141,10 @@ class RateLimited(ResourceExhausted):
 class Unauthenticated(DomainError):
     """No credentials, or credentials the server does not know."""
 
-    code = grpc.StatusCode.UNAUTHENTICATED
     reason = "UNAUTHENTICATED"
 
 
 class PermissionDenied(DomainError):
     """Valid credentials that lack the role the call needs."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
     reason = "PERMISSION_DENIED"

@@ -29,12 +29,18 @@ RISK_STYLES: Final = {"LOW": "green", "MEDIUM": "yellow", "HIGH": "red", "CRITIC
 JOB_STYLES: Final = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "INTERRUPTED": "yellow"}
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would exit 1 here; the CLI's main() ends quietly with 0 on a reader that went away.
+        raise BrokenPipeError
+
+
 def make_console(file: IO[str]) -> Console:
     """A console on `file`: markup off (miner ids and notes are printed as given)."""
     options: dict[str, Any] = {"markup": False, "highlight": False, "emoji": False}
-    console = Console(file=file, **options)
+    console = _Console(file=file, **options)
     if not console.is_terminal:
-        console = Console(file=file, width=PIPE_WIDTH, **options)
+        console = _Console(file=file, width=PIPE_WIDTH, **options)
     return console
 
 

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Protocol
 
 from clients.collector import cgminer
-from clients.collector.firmware import EXTRA_COMMANDS, Reading, detect_firmware, parse_reading
+from clients.collector.firmware import (
+    EXTRA_COMMANDS,
+    MODEL_COMMANDS,
+    Firmware,
+    Reading,
+    detect_firmware,
+    parse_model,
+    parse_reading,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +140,16 @@ class MinerState:
     outage_reported: bool = False
     last_error: str = ""
     attempts: int = field(default=0)
+    hardware_model: str = ""  # learnt from the first reading that names it
 
 
-async def read_miner(target: MinerTarget, *, timeout: float, now: datetime) -> Reading:
+async def read_miner(
+    target: MinerTarget, *, timeout: float, now: datetime, hardware_model: str = ""
+) -> Reading:
     """Polls one miner: summary, then the firmware's extra commands. Extra commands that the
-    firmware refuses or garbles are skipped (their fields stay missing); an unreachable miner fails."""
+    firmware refuses or garbles are skipped (their fields stay missing); an unreachable miner fails.
+    A firmware whose readings do not name the model is asked for it unless `hardware_model` (what
+    an earlier poll learnt) is given."""
     summary = await cgminer.query(target.host, target.port, "summary", timeout=timeout)
     firmware = detect_firmware(summary)
     extra = {}
@@ -145,7 +158,24 @@ async def read_miner(target: MinerTarget, *, timeout: float, now: datetime) -> R
             extra[command] = await cgminer.query(target.host, target.port, command, timeout=timeout)
         except (cgminer.CommandFailed, cgminer.MalformedReply) as exc:
             log.warning("%s: skipping %s: %s", target, command, exc.message)
-    return parse_reading(target.miner_id, now, summary, extra)
+    reading = parse_reading(target.miner_id, now, summary, extra)
+    if not reading.hardware_model:
+        reading.hardware_model = hardware_model or await read_model(target, firmware, timeout=timeout)
+    return reading
+
+
+async def read_model(target: MinerTarget, firmware: Firmware, *, timeout: float) -> str:
+    """The hardware model from the firmware's own replies (MODEL_COMMANDS), or "" when none names it."""
+    for command in MODEL_COMMANDS[firmware]:
+        try:
+            reply = await cgminer.query(target.host, target.port, command, timeout=timeout)
+        except (cgminer.CommandFailed, cgminer.MalformedReply) as exc:
+            log.info("%s: %s names no model: %s", target, command, exc.message)
+            continue
+        model = parse_model(firmware, reply)
+        if model:
+            return model
+    return ""
 
 
 class Collector:
@@ -202,7 +232,12 @@ class Collector:
             state.attempts += 1
             polled_at = self.clock.utc()
             try:
-                reading = await read_miner(state.target, timeout=self.config.timeout_s, now=polled_at)
+                reading = await read_miner(
+                    state.target,
+                    timeout=self.config.timeout_s,
+                    now=polled_at,
+                    hardware_model=state.hardware_model,
+                )
             except cgminer.MinerUnreachable as exc:
                 if state.down_since is None:
                     state.down_since = polled_at
@@ -219,6 +254,7 @@ class Collector:
             log.info("%s: answering again after %d failed poll(s)", state.target, state.failures)
         state.failures, state.down_since, state.outage_reported, state.last_error = 0, None, False, ""
         state.next_attempt = now + self.config.interval_s
+        state.hardware_model = reading.hardware_model or state.hardware_model
         return reading
 
     def _failed(self, state: MinerState, now: float, error: str) -> None:

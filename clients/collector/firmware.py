@@ -13,6 +13,11 @@ Field names per firmware (as the firmware spells them):
   `Fan Speed Out` (RPM), `Temperature`; devs per board (`Slot`/`ASC`) `MHS 1m`, `Temperature`,
   `Chip Temp Avg`.
 
+The hardware model: stock Antminer names it in `stats` (`Type`, asked every poll). Braiins OS and
+Whatsminer name it in `devdetails` (`Model` of each board entry: "Bitmain Antminer S19j Pro",
+"M30S+_VE40"); older Whatsminer API 2 firmware without it answers `get_version` (`Msg.miner_type`).
+Those are asked once per miner (`MODEL_COMMANDS`, `parse_model`): a miner's model does not change.
+
 A reading absent from the reply stays None (the server stores it as missing, never as 0).
 """
 
@@ -41,6 +46,14 @@ EXTRA_COMMANDS: Final[Mapping[Firmware, tuple[str, ...]]] = {
     Firmware.ANTMINER: ("stats",),
     Firmware.BRAIINS: ("devs", "temps", "fans", "tunerstatus"),
     Firmware.WHATSMINER: ("devs",),
+}
+
+
+# The commands that name the hardware model, asked in order until one does (once per miner).
+MODEL_COMMANDS: Final[Mapping[Firmware, tuple[str, ...]]] = {
+    Firmware.ANTMINER: (),  # `stats`, asked every poll, carries `Type`
+    Firmware.BRAIINS: ("devdetails",),
+    Firmware.WHATSMINER: ("devdetails", "get_version"),
 }
 
 
@@ -280,6 +293,26 @@ def parse_whatsminer(reading: Reading, summary: Mapping[str, Any], devs: Mapping
         or _max(b.temperature_c for b in reading.boards)
         or _positive(fields.get("Temperature"))
     )
+
+
+def parse_model(firmware: Firmware, reply: Mapping[str, Any]) -> str:
+    """The hardware model named in a `devdetails` or `get_version` reply, or "" when it names none.
+
+    Braiins OS: "Bitmain Antminer S19j Pro" -> "Antminer S19j Pro". Whatsminer: the model before
+    the board variant, with the make: "M30S+_VE40" -> "Whatsminer M30S+" (the server's hardware
+    catalogue knows models, not board variants).
+    """
+    names = [str(entry.get("Model", "")).strip() for entry in _entries(reply, "DEVDETAILS")]
+    message = reply.get("Msg")
+    if isinstance(message, Mapping):  # btminer's get_version: {"Msg": {"miner_type": ...}}
+        names.append(str(message.get("miner_type", "")).strip())
+    name = next((n for n in names if n), "")
+    if not name:
+        return ""
+    if firmware is Firmware.WHATSMINER:
+        model = re.split(r"[_.\s]", name, maxsplit=1)[0]
+        return model if model.lower().startswith("whatsminer") else f"Whatsminer {model}"
+    return re.sub(r"^bitmain\s+", "", name, flags=re.IGNORECASE)
 
 
 def parse_reading(

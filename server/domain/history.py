@@ -16,11 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from server import auth
 from server.config import Settings
-from server.domain import validation
+from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels
-from server.errors import InvalidArgument, MinerNotFound
+from server.errors import InvalidArgument
 from server.records import (
     FEATURE_COLUMNS,
     FEATURE_UNITS,
@@ -97,12 +96,11 @@ def _range(
     default_span: timedelta,
     max_span: timedelta,
 ) -> tuple[datetime, datetime]:
-    """The validated [start, end): defaults filled in, start < end, at most max_span."""
+    """The validated [start, end): end defaults to default_end, start to end - default_span; start <
+    end and a span of at most max_span, or INVALID_ARGUMENT naming the field."""
     if start is not None and end is not None and end <= start:
         raise InvalidArgument.for_field("end", "must be after start")
-    end = end or (
-        start + default_span if start is not None and start + default_span < default_end else default_end
-    )
+    end = end or default_end
     start = start or end - default_span
     if end <= start:
         raise InvalidArgument.for_field("start", f"must be before end ({end.isoformat()})")
@@ -116,10 +114,13 @@ def _range(
 class History:
     """The history reads, and the writer of risk points."""
 
-    def __init__(self, store: Store, models: ActiveModels, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, models: ActiveModels, settings: Settings, access: MinerAccess | None = None
+    ) -> None:
         self._store = store
         self._models = models
         self._settings = settings
+        self._access = access or MinerAccess(store)
 
     # -- writing (the rescorer) -----------------------------------------------------------------------
 
@@ -150,11 +151,7 @@ class History:
     # -- reading --------------------------------------------------------------------------------------
 
     async def _miner(self, miner_id: str) -> Miner:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
-        return miner
+        return await self._access.resolve(miner_id)  # out of the caller's scope reads as absent
 
     def _step(self, start: datetime, end: datetime, step_s: int) -> int:
         interval = self._settings.sample_interval_s
@@ -178,8 +175,7 @@ class History:
         self, miner_id: str, *, start: datetime | None, end: datetime | None, step_s: int
     ) -> Telemetry:
         miner = await self._miner(miner_id)
-        stats = await asyncio.to_thread(self._store.miner_stats)
-        newest = stats.get(miner.miner_id, (0, None))[1]
+        newest = await asyncio.to_thread(self._store.miner_newest_sample, miner.miner_id)
         default_end = newest + timedelta(seconds=1) if newest is not None else datetime.now(UTC)
         start, end = _range(start, end, default_end, DEFAULT_TELEMETRY_SPAN, MAX_TELEMETRY_SPAN)
         step_s = self._step(start, end, step_s)

@@ -1,5 +1,9 @@
 """Telemetry ingestion: validates batches of samples and writes them atomically.
 
+One pipeline for every batch: the transport turns a request (rows, columns or both) into one
+ColumnInput; `validate` checks it with numpy, `Ingest._store_valid` resolves and refuses miners and
+appends it in one transaction, `Ingest._after_write` derives outages and tells the listeners.
+
 Impossible values (NaN, -300 C, 10^9 RPM, negative counters, far-future times) and, with
 auto-registration off, unknown miners reject the whole batch with every bad sample listed by index
 and field; nothing of it is written. Extreme but possible readings (a fan at 0 RPM, 105 C, zero
@@ -25,28 +29,28 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from server import auth
 from server.config import Settings
 from server.domain import housekeeping, outages, validation
-from server.domain.catalog import known_model
-from server.errors import FieldViolation, InvalidArgument, MinerNotFound
+from server.domain.access import MinerAccess
+from server.errors import EventNotFound, FieldViolation, InvalidArgument, MinerNotFound, next_step
+from server.hardware import known_model
 from server.records import (
     PLAUSIBLE_FAN_RPM,
     PLAUSIBLE_HASHRATE_FACTOR,
     PLAUSIBLE_TEMPERATURE_C,
+    BoardReading,
     EventSource,
     FailureEvent,
     FailureMode,
     Miner,
     PlannedState,
     PlannedStateKind,
-    Sample,
     WriteResult,
 )
 from server.store import QUALITY_SENSOR_GLITCH, Store
@@ -54,137 +58,98 @@ from server.store import QUALITY_SENSOR_GLITCH, Store
 log = logging.getLogger(__name__)
 
 # Physical bounds beyond any sensor's range: values outside are errors, not data.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "hashrate_ths": (0.0, 10_000.0),
-    "temperature_c": (-60.0, 200.0),
-    "fan_speed_rpm": (0.0, 50_000.0),
-    "power_w": (0.0, 100_000.0),
-}
+BOUNDS = validation.READING_BOUNDS
 MAX_FUTURE = timedelta(minutes=10)
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
 OLDEST = datetime(2009, 1, 3, tzinfo=UTC)  # nothing mined before the genesis block
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+COLUMN_METRICS = ("hashrate_ths", "temperature_c", "fan_speed_rpm", "power_w")
+COLUMN_COUNTERS = ("accepted_shares", "rejected_shares")
+IDENTITY_FIELDS = ("serial", "mac", "hardware_model")
+TS_MISSING = np.iinfo(np.int64).min
+"""The ts_us of a sample sent without a time (a row whose timestamp is unset)."""
 
 # Called after a batch is stored with the miners it touched and whether it was a backfill.
 Listener = Callable[[set[str], bool], None]
 
 
 @dataclass(frozen=True, slots=True)
-class SampleInput:
-    """A sample as received, before validation (None = absent)."""
-
-    miner_id: str
-    timestamp: datetime | None
-    hashrate_ths: float | None
-    temperature_c: float | None
-    fan_speed_rpm: float | None
-    power_w: float | None
-    accepted_shares: int | None
-    rejected_shares: int | None
-    boards: tuple = ()
-    fan_speeds_rpm: tuple[float, ...] = ()
-    hardware_model: str = ""
-    serial: str = ""
-    mac: str = ""
-
-
-COLUMN_METRICS = ("hashrate_ths", "temperature_c", "fan_speed_rpm", "power_w")
-COLUMN_COUNTERS = ("accepted_shares", "rejected_shares")
-
-
-@dataclass(frozen=True, slots=True)
 class ColumnInput:
-    """Samples as columns, before validation: every array has one value per sample (N,).
+    """One WriteMetrics batch as columns, before validation: every array has one value per sample (N,).
 
-    A metric column holds float64 with NaN for a missing reading; a counter column holds int64 with -1
-    for a missing one; None is an absent column (every value missing).
+    The transport builds it once from whatever the request holds. The first `rows` samples came as
+    rows (named `samples[i].<field>` in errors), the others as columns (`columns.<field>[j]`). Metrics
+    and share counters are float64 with NaN for a missing reading (counters exactly up to 2**53).
+    `nan_sent` marks the rows that sent NaN as a value (only the column form reads NaN as missing).
+    Boards, per-fan speeds and identity fields come only with rows: None when no sample has them.
     """
 
     miner_id: np.ndarray  # (N,) object (str)
-    timestamp_ms: np.ndarray  # (N,) int64, ms since the Unix epoch, UTC
-    metrics: dict[str, np.ndarray | None]  # COLUMN_METRICS -> (N,) float64
-    counters: dict[str, np.ndarray | None]  # COLUMN_COUNTERS -> (N,) int64
+    ts_us: np.ndarray  # (N,) int64, microseconds since the Unix epoch, UTC; TS_MISSING when unset
+    metrics: dict[str, np.ndarray]  # COLUMN_METRICS + COLUMN_COUNTERS -> (N,) float64, NaN = missing
+    rows: int = 0
+    batch_field: str = "columns"  # the request field named by batch-level errors (empty, too large)
+    nan_sent: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (N,) bool
+    boards: list[tuple[BoardReading, ...]] | None = None  # one tuple per sample
+    fan_speeds_rpm: list[tuple[float, ...]] | None = None  # one tuple per sample
+    identity: dict[str, np.ndarray] | None = None  # IDENTITY_FIELDS -> (N,) object (str, "" = absent)
 
     def __len__(self) -> int:
         return int(self.miner_id.shape[0])
 
+    def where(self, index: int, name: str) -> str:
+        """The request path of sample `index`'s field `name` ("timestamp" names the time either way)."""
+        if index < self.rows:
+            return f"samples[{index}].{name}"
+        return f"columns.{'timestamp_ms' if name == 'timestamp' else name}[{index - self.rows}]"
+
 
 @dataclass(frozen=True, slots=True)
 class ValidColumns:
-    """Validated columns, ready for Store.bulk_append_columns."""
+    """A validated batch, ready for Store.bulk_append_columns."""
 
-    miner_id: np.ndarray  # (N,) object (str)
-    ts: np.ndarray  # (N,) datetime64[ms], UTC
-    values: dict[str, np.ndarray]  # the six metrics, (N,) float64, NaN = missing
+    batch: ColumnInput
+    ts: np.ndarray  # (N,) datetime64[us], UTC
     quality: np.ndarray  # (N,) uint8: QUALITY_SENSOR_GLITCH where a reading is implausible
+    identities: dict[str, Miner]  # miner_id -> what its samples say about the miner
 
 
 class Ingest:
     """Validates and stores telemetry, failure events and planned states."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, access: MinerAccess | None = None) -> None:
         self._store = store
         self._settings = settings
+        self._access = access or MinerAccess(store)
         self._listeners: list[Listener] = []
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    async def write(self, inputs: Sequence[SampleInput]) -> WriteResult:
-        """Validate and store one batch atomically, derive outages, tell the listeners."""
-        if not inputs:
-            raise InvalidArgument.for_field("samples", "the batch is empty; send at least one sample")
-        if len(inputs) > self._settings.max_batch_samples:
-            raise InvalidArgument.for_field(
-                "samples",
-                f"{len(inputs)} samples exceed the batch limit of {self._settings.max_batch_samples}; "
-                "split the batch",
-            )
-        samples = validate_samples(inputs, now=datetime.now(UTC))
-        result = await asyncio.to_thread(self._store_batch, inputs, samples)
-        ids = np.array([s.miner_id for s in samples], dtype=object)
-        times = np.array(
-            [s.timestamp.astimezone(UTC).replace(tzinfo=None) for s in samples], "datetime64[us]"
-        )
-        await self._report_retention(result, ids, times)
-        touched = result.miner_ids or {s.miner_id for s in samples}
-        oldest = min(s.timestamp for s in samples)
-        try:
-            await asyncio.to_thread(outages.derive_after_ingest, self._store, self._settings, touched, oldest)
-        except Exception:  # noqa: BLE001 - the batch is stored; the periodic scan derives them later
-            log.exception("deriving outages after a batch failed; the periodic scan will retry")
-        newest = max(s.timestamp for s in samples)
-        backfill = datetime.now(UTC) - newest > timedelta(minutes=self._settings.backfill_after_minutes)
-        for listener in self._listeners:
-            listener(touched, backfill)
-        return result
+    async def write(self, batch: ColumnInput) -> WriteResult:
+        """Validate and store one batch atomically, derive outages, tell the listeners.
 
-    async def write_columns(self, columns: ColumnInput) -> WriteResult:
-        """The columnar fast path of `write`: the same rules, checked with numpy, and one bulk append.
-
-        Bad values are named `columns.<field>[i]`; nothing of a bad batch is written.
+        Bad values are named by their request path; nothing of a bad batch is written.
         """
-        n = len(columns)
-        if n == 0:
-            raise InvalidArgument.for_field("columns", "the batch is empty; send at least one sample")
-        if n > self._settings.max_batch_samples:
-            raise InvalidArgument.for_field(
-                "columns",
-                f"{n} samples exceed the batch limit of {self._settings.max_batch_samples}; split the batch",
-            )
-        valid = validate_columns(columns, now=datetime.now(UTC))
-        result = await asyncio.to_thread(self._store_columns, valid)
-        await self._report_retention(result, valid.miner_id, valid.ts)
-        touched = result.miner_ids or set(valid.miner_id.tolist())
-        oldest = _utc_ms(int(valid.ts.min().astype(np.int64)))
+        valid = validate(batch, now=datetime.now(UTC), max_samples=self._settings.max_batch_samples)
+        result = await asyncio.to_thread(self._store_valid, valid)
+        await self._report_retention(result, batch.miner_id, valid.ts)
+        touched = result.miner_ids or set(batch.miner_id.tolist())
+        await self._after_write(
+            touched, oldest=_utc_us(int(batch.ts_us.min())), newest=_utc_us(int(batch.ts_us.max()))
+        )
+        return result
+
+    async def _after_write(self, touched: set[str], *, oldest: datetime, newest: datetime) -> None:
+        """The tail of every stored batch: outages for the touched miners, then the listeners."""
         try:
             await asyncio.to_thread(outages.derive_after_ingest, self._store, self._settings, touched, oldest)
         except Exception:  # noqa: BLE001 - the batch is stored; the periodic scan derives them later
             log.exception("deriving outages after a batch failed; the periodic scan will retry")
-        newest = _utc_ms(int(valid.ts.max().astype(np.int64)))
         backfill = datetime.now(UTC) - newest > timedelta(minutes=self._settings.backfill_after_minutes)
         for listener in self._listeners:
             listener(touched, backfill)
-        return result
 
     async def _report_retention(self, result: WriteResult, miner_ids: np.ndarray, ts: np.ndarray) -> None:
         """Fill in which samples of a stored batch stay raw and which only as hourly roll-ups."""
@@ -194,97 +159,71 @@ class Ingest:
         result.kept_hourly = hourly
         result.kept_raw = len(miner_ids) - hourly
 
-    def _store_columns(self, valid: ValidColumns) -> WriteResult:
-        """Like _store_batch for columns: refuse unknown miners (auto-registration off), flag hashrate
-        glitches against each miner's nominal hashrate, one bulk append (runs in a worker thread)."""
+    def _store_valid(self, valid: ValidColumns) -> WriteResult:
+        """Resolve the batch's miners (an identity's serial or MAC before the id), refuse unknown ones
+        (auto-registration off) and those outside a scoped token, flag hashrate glitches against each
+        miner's nominal hashrate, one bulk append (runs in a worker thread)."""
+        batch, identities = valid.batch, valid.identities
         auto_register = self._settings.auto_register_miners
-        given, row_miner = np.unique(valid.miner_id, return_inverse=True)  # (M,), (N,) -> index in given
-        known = self._store.lookup_miners([str(m) for m in given])
-        principal = auth.current()
-        refused: dict[int, str] = {}  # index in given -> why its rows are refused
-        for k, miner_id in enumerate(given.tolist()):
-            miner = known.get(miner_id)
-            if principal.scoped and (miner is None or not principal.can_see(miner)):
-                # A token scoped to some miners writes only those; others read as unknown.
+        given, row_miner = np.unique(batch.miner_id, return_inverse=True)  # (M,), (N,) -> index in given
+        given_ids = [str(m) for m in given.tolist()]
+        keys = set(given_ids)
+        for said in identities.values():
+            keys.update(k for k in (said.serial, said.mac) if k)
+        known = self._store.lookup_miners(sorted(keys))
+        scoped = self._access.scoped()
+        refused: dict[int, str] = {}  # index in given -> why its samples are refused
+        nominal = np.zeros(given.shape[0], dtype=np.float64)  # (M,)
+        for k, miner_id in enumerate(given_ids):
+            identity = identities.get(miner_id)
+            aliases = (identity.serial, identity.mac) if identity else ()
+            miner = next((known[a] for a in (*aliases, miner_id) if a in known), None)
+            if scoped and not (
+                self._access.allows(miner) and self._access.may_claim((*aliases, miner_id), known)
+            ):
+                # A token scoped to some miners writes only those, and never claims another miner's id,
+                # serial or MAC as an alias; others read as unknown.
                 refused[k] = f"unknown miner {miner_id!r} for this token"
             elif miner is None and not auto_register:
+                register = next_step("FleetService.UpsertMiner", **{"miner.miner_id": miner_id})
                 refused[k] = (
                     f"unknown miner {miner_id!r} and auto-registration is off; register it first "
-                    f"(PUT /api/advanced/miners/{miner_id}) or send its known serial or MAC"
+                    f"({register}) or send its known serial or MAC"
+                )
+            else:
+                nominal[k] = (miner.nominal_hashrate_ths if miner else 0.0) or (
+                    identity.nominal_hashrate_ths if identity else 0.0
                 )
         if refused:
             bad = np.zeros(given.shape[0], dtype=bool)
             bad[list(refused)] = True
             raise InvalidArgument.for_fields(
                 [
-                    FieldViolation(f"columns.miner_id[{i}]", refused[int(row_miner[i])])
+                    FieldViolation(batch.where(i, "miner_id"), refused[int(row_miner[i])])
                     for i in np.flatnonzero(bad[row_miner]).tolist()
                 ],
                 reason="INVALID_SAMPLES",
             )
-        nominal = np.array(
-            [known[str(m)].nominal_hashrate_ths if str(m) in known else 0.0 for m in given], dtype=np.float64
-        )[row_miner]  # (N,)
-        hashrate = valid.values["hashrate_ths"]
+        hashrate = batch.metrics["hashrate_ths"]
+        row_nominal = nominal[row_miner]  # (N,)
         with np.errstate(invalid="ignore"):
-            glitch = (nominal > 0) & (hashrate > PLAUSIBLE_HASHRATE_FACTOR * nominal)  # NaN compares False
+            glitch = (row_nominal > 0) & (hashrate > PLAUSIBLE_HASHRATE_FACTOR * row_nominal)  # NaN: False
         quality = valid.quality | np.where(glitch, QUALITY_SENSOR_GLITCH, 0).astype(np.uint8)
         return self._store.bulk_append_columns(
-            valid.miner_id,
+            batch.miner_id,
             valid.ts,
-            hashrate_ths=valid.values["hashrate_ths"],
-            temperature_c=valid.values["temperature_c"],
-            fan_speed_rpm=valid.values["fan_speed_rpm"],
-            power_w=valid.values["power_w"],
-            accepted_shares=valid.values["accepted_shares"],
-            rejected_shares=valid.values["rejected_shares"],
+            hashrate_ths=batch.metrics["hashrate_ths"],
+            temperature_c=batch.metrics["temperature_c"],
+            fan_speed_rpm=batch.metrics["fan_speed_rpm"],
+            power_w=batch.metrics["power_w"],
+            accepted_shares=batch.metrics["accepted_shares"],
+            rejected_shares=batch.metrics["rejected_shares"],
+            board_readings=batch.boards,
+            fan_readings=batch.fan_speeds_rpm,
             quality=quality,  # one flag per row
             auto_register=auto_register,
+            identities=identities,
         )
-
-    def _store_batch(self, inputs: Sequence[SampleInput], samples: list[Sample]) -> WriteResult:
-        """Resolve the batch's miners, refuse unknown ones (auto-registration off), flag hashrate
-        glitches against each miner's nominal hashrate, write (runs in a worker thread)."""
-        auto_register = self._settings.auto_register_miners
-        keys = {k for item in inputs for k in (item.miner_id, item.serial.strip(), item.mac.strip()) if k}
-        known = self._store.lookup_miners(sorted(keys))
-        violations: list[FieldViolation] = []
-        flagged: list[Sample] = []
-        identities = _identities(inputs)
-        principal = auth.current()
-        for index, (item, sample) in enumerate(zip(inputs, samples, strict=True)):
-            identity = identities.get(item.miner_id)
-            aliases = (identity.serial, identity.mac) if identity else ()
-            miner = next((known[k] for k in (*aliases, item.miner_id) if k in known), None)
-            if principal.scoped and (miner is None or not principal.can_see(miner)):
-                # A token scoped to some miners writes only those; others read as unknown.
-                violations.append(
-                    FieldViolation(
-                        f"samples[{index}].miner_id", f"unknown miner {item.miner_id!r} for this token"
-                    )
-                )
-                continue
-            if miner is None and not auto_register:
-                violations.append(
-                    FieldViolation(
-                        f"samples[{index}].miner_id",
-                        f"unknown miner {item.miner_id!r} and auto-registration is off; register it first "
-                        f"(PUT /api/advanced/miners/{item.miner_id}) or send its known serial or MAC",
-                    )
-                )
-                continue
-            nominal = miner.nominal_hashrate_ths if miner else 0.0
-            nominal = nominal or (identity.nominal_hashrate_ths if identity else 0.0)
-            if (
-                nominal > 0
-                and sample.hashrate_ths is not None
-                and sample.hashrate_ths > PLAUSIBLE_HASHRATE_FACTOR * nominal
-            ):
-                sample = replace(sample, quality=sample.quality | QUALITY_SENSOR_GLITCH)
-            flagged.append(sample)
-        if violations:
-            raise InvalidArgument.for_fields(violations, reason="INVALID_SAMPLES")
-        return self._store.write_samples(flagged, auto_register=auto_register, identities=identities)
 
     async def record_failure(
         self, miner_id: str, occurred_at: datetime | None, mode: int, repaired_at: datetime | None, note: str
@@ -304,16 +243,43 @@ class Ingest:
             repaired_at=repaired_at,
             note=note[:1000],
         )
-        await asyncio.to_thread(self._store.add_failure, event)
-        return event
+        # An unrepaired failure gets the repair its telemetry already shows (marked derived).
+        silent = timedelta(minutes=self._settings.outage_after_minutes)
+        return await asyncio.to_thread(self._store.add_failure, event, silent=silent)
+
+    async def record_repair(self, event_id: str, repaired_at: datetime | None, note: str) -> FailureEvent:
+        """Add (or correct) the repair time of a failure recorded earlier; it replaces a derived one."""
+        event = await asyncio.to_thread(self._store.get_failure, event_id) if event_id else None
+        if event is None:
+            raise EventNotFound(event_id)
+        try:
+            await self._known_miner(event.miner_id)
+        except MinerNotFound as exc:  # out of the caller's scope: the event reads as absent
+            raise EventNotFound(event_id) from exc
+        if event.source == EventSource.DERIVED:
+            raise InvalidArgument.for_field(
+                "event_id", "is a derived outage; it is closed by the miner's telemetry, not by a repair"
+            )
+        repaired_at = repaired_at or datetime.now(UTC)
+        if repaired_at < event.occurred_at:
+            raise InvalidArgument.for_field(
+                "repaired_at", f"must not be before the failure's occurred_at {event.occurred_at.isoformat()}"
+            )
+        if repaired_at > datetime.now(UTC) + MAX_FUTURE:
+            raise InvalidArgument.for_field("repaired_at", f"{repaired_at.isoformat()} is in the future")
+        stored = await asyncio.to_thread(
+            self._store.record_repair, event_id, repaired_at, note[:1000] or None
+        )
+        if stored is None:  # deleted meanwhile
+            raise EventNotFound(event_id)
+        return stored
 
     async def list_failures(self, miner_id: str, page_size: int) -> list[FailureEvent]:
         if not 0 <= page_size <= 1000:
             raise InvalidArgument.for_field("page_size", "must be between 0 and 1000 (0 = 100)")
         if miner_id:
             miner_id = await self._known_miner(miner_id)
-        elif auth.current().scoped:  # a scoped token lists only its miners' failures
-            visible = {m.miner_id for m in auth.visible(await asyncio.to_thread(self._store.list_miners))}
+        elif (visible := await self._access.visible_ids()) is not None:  # a scoped token: its miners only
             events = await asyncio.to_thread(self._store.list_failures, None, 10_000_000)
             return [e for e in events if e.miner_id in visible][: page_size or 100]
         return await asyncio.to_thread(self._store.list_failures, miner_id or None, page_size or 100)
@@ -333,93 +299,27 @@ class Ingest:
         return state
 
     async def _known_miner(self, miner_id: str) -> str:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
-        return miner.miner_id
+        return (await self._access.resolve(miner_id)).miner_id  # out of scope reads as absent
 
 
-def validate_samples(inputs: Sequence[SampleInput], *, now: datetime) -> list[Sample]:
-    """Samples, or INVALID_ARGUMENT listing every bad one by index and field."""
-    violations: list[FieldViolation] = []
-    samples: list[Sample] = []
-    first_seen: dict[str, tuple[int, SampleInput]] = {}  # miner_id -> its first sample with an identity
-    for index, item in enumerate(inputs):
-        where = f"samples[{index}]"
-        bad = len(violations)
-        try:
-            validation.miner_id(item.miner_id, f"{where}.miner_id")
-        except InvalidArgument as exc:
-            violations.extend(exc.violations)
-        if item.timestamp is None:
-            violations.append(FieldViolation(f"{where}.timestamp", "is required (UTC)"))
-        elif item.timestamp > now + MAX_FUTURE:
-            violations.append(
-                FieldViolation(
-                    f"{where}.timestamp",
-                    f"{item.timestamp.isoformat()} is in the future; check the collector's clock",
-                )
-            )
-        elif item.timestamp < OLDEST:
-            violations.append(FieldViolation(f"{where}.timestamp", "is before 2009-01-03"))
-        for name, (low, high) in BOUNDS.items():
-            value = getattr(item, name)
-            if value is None:
-                continue
-            if not math.isfinite(value):
-                violations.append(FieldViolation(f"{where}.{name}", f"must be a finite number, got {value}"))
-            elif not low <= value <= high:
-                violations.append(
-                    FieldViolation(
-                        f"{where}.{name}", f"{value} is outside the possible range [{low:g}, {high:g}]"
-                    )
-                )
-        for name in ("accepted_shares", "rejected_shares"):
-            value = getattr(item, name)
-            if value is not None and value < 0:
-                violations.append(
-                    FieldViolation(f"{where}.{name}", f"must be >= 0 (a cumulative counter), got {value}")
-                )
-        for fan_index, rpm in enumerate(item.fan_speeds_rpm):
-            if not (math.isfinite(rpm) and 0 <= rpm <= BOUNDS["fan_speed_rpm"][1]):
-                violations.append(
-                    FieldViolation(f"{where}.fan_speeds_rpm[{fan_index}]", f"{rpm} is not a possible RPM")
-                )
-        violations.extend(_identity_violations(item, index, first_seen))
-        if len(violations) == bad and item.timestamp is not None:
-            samples.append(
-                Sample(
-                    miner_id=item.miner_id,
-                    timestamp=item.timestamp,
-                    hashrate_ths=item.hashrate_ths,
-                    temperature_c=item.temperature_c,
-                    fan_speed_rpm=item.fan_speed_rpm,
-                    power_w=item.power_w,
-                    accepted_shares=item.accepted_shares,
-                    rejected_shares=item.rejected_shares,
-                    boards=tuple(item.boards),
-                    fan_speeds_rpm=tuple(item.fan_speeds_rpm),
-                    quality=QUALITY_SENSOR_GLITCH if _implausible(item) else 0,
-                )
-            )
-    if violations:
-        raise InvalidArgument.for_fields(violations, reason="INVALID_SAMPLES")
-    return samples
+def validate(batch: ColumnInput, *, now: datetime, max_samples: int) -> ValidColumns:
+    """The batch, checked: valid columns, or INVALID_ARGUMENT listing every bad value by its request
+    path (in sample order, then field order). Impossible values refuse the batch; implausible ones
+    are kept and flagged QUALITY_SENSOR_GLITCH."""
+    n = len(batch)
+    where = batch.batch_field
+    if n == 0:
+        raise InvalidArgument.for_field(where, "the batch is empty; send at least one sample")
+    if n > max_samples:
+        raise InvalidArgument.for_field(
+            where, f"{n} samples exceed the batch limit of {max_samples}; split the batch"
+        )
+    found: list[tuple[int, int, FieldViolation]] = []  # (sample, field rank, violation), sorted at the end
 
+    def refuse(i: int, rank: int, name: str, description: str) -> None:
+        found.append((i, rank, FieldViolation(batch.where(i, name), description)))
 
-def _utc_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def validate_columns(columns: ColumnInput, *, now: datetime) -> ValidColumns:
-    """The rules of validate_samples, vectorised: valid columns, or INVALID_ARGUMENT listing every bad
-    value as `columns.<field>[i]` (in row order, then field order)."""
-    n = len(columns)
-    found: list[tuple[int, int, FieldViolation]] = []  # (row, field rank, violation), sorted at the end
-
-    ids = columns.miner_id
-    given, row_miner = np.unique(ids, return_inverse=True)  # (M,) distinct ids, (N,) -> index in given
+    given, row_miner = np.unique(batch.miner_id, return_inverse=True)  # (M,) distinct ids, (N,) -> index
     problems: dict[int, str] = {}
     for k, value in enumerate(given.tolist()):
         try:
@@ -430,78 +330,88 @@ def validate_columns(columns: ColumnInput, *, now: datetime) -> ValidColumns:
         bad_ids = np.zeros(given.shape[0], dtype=bool)
         bad_ids[list(problems)] = True
         for i in np.flatnonzero(bad_ids[row_miner]).tolist():
-            found.append((i, 0, FieldViolation(f"columns.miner_id[{i}]", problems[int(row_miner[i])])))
+            refuse(i, 0, "miner_id", problems[int(row_miner[i])])
 
-    ts_ms = columns.timestamp_ms.astype(np.int64, copy=False)
-    future_ms = int((now + MAX_FUTURE).timestamp() * 1000)
-    for i in np.flatnonzero(ts_ms > future_ms).tolist():
-        description = f"{_iso_ms(int(ts_ms[i]))} is in the future; check the collector's clock"
-        found.append((i, 1, FieldViolation(f"columns.timestamp_ms[{i}]", description)))
-    for i in np.flatnonzero(ts_ms < int(OLDEST.timestamp() * 1000)).tolist():
-        found.append((i, 1, FieldViolation(f"columns.timestamp_ms[{i}]", "is before 2009-01-03")))
+    ts_us = batch.ts_us
+    future_us = int((now + MAX_FUTURE - _EPOCH) / timedelta(microseconds=1))
+    oldest_us = int((OLDEST - _EPOCH) / timedelta(microseconds=1))
+    for i in np.flatnonzero(ts_us == TS_MISSING).tolist():
+        refuse(i, 1, "timestamp", "is required (UTC)")
+    for i in np.flatnonzero(ts_us > future_us).tolist():
+        refuse(i, 1, "timestamp", f"{_iso_us(int(ts_us[i]))} is in the future; check the collector's clock")
+    for i in np.flatnonzero((ts_us < oldest_us) & (ts_us != TS_MISSING)).tolist():
+        refuse(i, 1, "timestamp", "is before 2009-01-03")
 
-    values: dict[str, np.ndarray] = {}
     for rank, name in enumerate(COLUMN_METRICS, start=2):
-        column = columns.metrics.get(name)
-        if column is None:
-            values[name] = np.full(n, np.nan)
-            continue
-        column = column.astype(np.float64, copy=False)
+        column = batch.metrics[name]
         low, high = BOUNDS[name]
         infinite = np.isinf(column)
+        if name in batch.nan_sent:
+            infinite |= batch.nan_sent[name]
         with np.errstate(invalid="ignore"):
             outside = ~infinite & ((column < low) | (column > high))  # NaN (missing) compares False
         for i in np.flatnonzero(infinite).tolist():
-            description = f"must be a finite number, got {float(column[i])}"
-            found.append((i, rank, FieldViolation(f"columns.{name}[{i}]", description)))
+            refuse(i, rank, name, f"must be a finite number, got {float(column[i])}")
         for i in np.flatnonzero(outside).tolist():
-            description = f"{float(column[i])} is outside the possible range [{low:g}, {high:g}]"
-            found.append((i, rank, FieldViolation(f"columns.{name}[{i}]", description)))
-        values[name] = column
+            refuse(i, rank, name, f"{float(column[i])} is outside the possible range [{low:g}, {high:g}]")
     for rank, name in enumerate(COLUMN_COUNTERS, start=6):
-        counter = columns.counters.get(name)
-        if counter is None:
-            values[name] = np.full(n, np.nan)
-            continue
-        counter = counter.astype(np.int64, copy=False)
-        for i in np.flatnonzero(counter < -1).tolist():  # -1 marks a missing reading
-            description = f"must be >= 0 (a cumulative counter), got {int(counter[i])}"
-            found.append((i, rank, FieldViolation(f"columns.{name}[{i}]", description)))
-        # float64 holds counters exactly up to 2**53; NaN = missing, as the store stages them.
-        values[name] = np.where(counter == -1, np.nan, counter.astype(np.float64))
+        counter = batch.metrics[name]
+        with np.errstate(invalid="ignore"):
+            negative = counter < 0  # NaN (missing) compares False
+        for i in np.flatnonzero(negative).tolist():
+            refuse(i, rank, name, f"must be >= 0 (a cumulative counter), got {int(counter[i])}")
+    fan_glitch = np.zeros(n, dtype=bool)
+    if batch.fan_speeds_rpm is not None:
+        for i, rpms in enumerate(batch.fan_speeds_rpm):
+            for fan, rpm in enumerate(rpms):
+                if not (math.isfinite(rpm) and 0 <= rpm <= BOUNDS["fan_speed_rpm"][1]):
+                    refuse(i, 8, f"fan_speeds_rpm[{fan}]", f"{rpm} is not a possible RPM")
+                elif rpm > PLAUSIBLE_FAN_RPM:
+                    fan_glitch[i] = True
+    if batch.boards is not None:
+        for i, readings in enumerate(batch.boards):
+            found.extend((i, 8, v) for v in validation.boards(readings, f"samples[{i}]"))
+    if batch.identity is not None:
+        found.extend((i, 9, v) for i, v in _identity_violations(batch))
     if found:
         found.sort(key=lambda item: (item[0], item[1]))
         raise InvalidArgument.for_fields([v for _, _, v in found], reason="INVALID_SAMPLES")
 
     low, high = PLAUSIBLE_TEMPERATURE_C
-    temperature, fan = values["temperature_c"], values["fan_speed_rpm"]
+    temperature, fan_rpm = batch.metrics["temperature_c"], batch.metrics["fan_speed_rpm"]
     with np.errstate(invalid="ignore"):
-        implausible = (temperature < low) | (temperature > high) | (fan > PLAUSIBLE_FAN_RPM)
+        implausible = (temperature < low) | (temperature > high) | (fan_rpm > PLAUSIBLE_FAN_RPM) | fan_glitch
     return ValidColumns(
-        miner_id=ids,
-        ts=ts_ms.astype("datetime64[ms]"),
-        values=values,
+        batch=batch,
+        ts=ts_us.astype("datetime64[us]"),
         quality=np.where(implausible, QUALITY_SENSOR_GLITCH, 0).astype(np.uint8),
+        identities=_identities(batch) if batch.identity is not None else {},
     )
 
 
-def _iso_ms(ms: int) -> str:
-    """An epoch-ms time as ISO 8601 (UTC), as the row path prints it; beyond datetime's range, the ms."""
+def _utc_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _iso_us(us: int) -> str:
+    """A time in epoch microseconds as ISO 8601 (UTC); beyond datetime's range, the milliseconds."""
     try:
-        return _utc_ms(ms).isoformat()
+        return _utc_us(us).isoformat()
     except (OverflowError, ValueError, OSError):
-        return f"{ms} ms since the epoch"
+        return f"{us // 1000} ms since the epoch"
 
 
-def _identities(inputs: Sequence[SampleInput]) -> dict[str, Miner]:
+def _identities(batch: ColumnInput) -> dict[str, Miner]:
     """miner_id -> what its samples in the batch say about the miner: the first serial, MAC and
     hardware model given, with the catalogue's make and nameplate figures when it knows the model."""
+    assert batch.identity is not None
+    columns = [batch.identity[name].tolist() for name in IDENTITY_FIELDS]
     seen: dict[str, dict[str, str]] = {}
-    for item in inputs:
-        if item.serial or item.mac or item.hardware_model:
-            fields = seen.setdefault(item.miner_id, {"serial": "", "mac": "", "hardware_model": ""})
-            for name in fields:
-                fields[name] = fields[name] or getattr(item, name).strip()
+    for miner_id, *values in zip(batch.miner_id.tolist(), *columns, strict=True):
+        if any(values):
+            fields = seen.setdefault(miner_id, dict.fromkeys(IDENTITY_FIELDS, ""))
+            for name, value in zip(IDENTITY_FIELDS, values, strict=True):
+                fields[name] = fields[name] or value.strip()
     identities: dict[str, Miner] = {}
     for miner_id, fields in seen.items():
         catalogued = known_model(fields["hardware_model"])
@@ -517,42 +427,52 @@ def _identities(inputs: Sequence[SampleInput]) -> dict[str, Miner]:
     return identities
 
 
-def _identity_violations(
-    item: SampleInput, index: int, first_seen: dict[str, tuple[int, SampleInput]]
-) -> list[FieldViolation]:
-    """Malformed serial or MAC, or one that contradicts an earlier sample of the same miner_id."""
-    where = f"samples[{index}]"
-    violations: list[FieldViolation] = []
-    if item.serial:
-        try:
-            validation.miner_id(item.serial.strip(), f"{where}.serial")
-        except InvalidArgument as exc:
-            violations.extend(exc.violations)
-    if item.mac and not _MAC.match(item.mac.strip()):
-        violations.append(
-            FieldViolation(f"{where}.mac", f"{item.mac[:64]!r} is not a MAC address like aa:bb:cc:dd:ee:ff")
-        )
-    if not (item.serial or item.mac):
-        return violations
-    first_index, first = first_seen.setdefault(item.miner_id, (index, item))
-    for name in ("serial", "mac"):
-        mine, theirs = getattr(item, name).strip().lower(), getattr(first, name).strip().lower()
-        if mine and theirs and mine.replace("-", ":") != theirs.replace("-", ":"):
-            violations.append(
-                FieldViolation(
-                    f"{where}.{name}",
-                    f"differs from samples[{first_index}].{name} for the same miner_id {item.miner_id!r}; "
-                    "one id cannot name two miners in one batch",
+def _identity_violations(batch: ColumnInput) -> list[tuple[int, FieldViolation]]:
+    """(sample, violation) for a malformed serial or MAC, or one that contradicts an earlier sample
+    of the same miner_id."""
+    assert batch.identity is not None
+    serials, macs = batch.identity["serial"].tolist(), batch.identity["mac"].tolist()
+    first_seen: dict[str, int] = {}  # miner_id -> its first sample with a serial or MAC
+    found: list[tuple[int, FieldViolation]] = []
+    models = batch.identity["hardware_model"].tolist()
+    for index, miner_id in enumerate(batch.miner_id.tolist()):
+        serial, mac = serials[index], macs[index]
+        overlong = [
+            (index, v)
+            for name, value in (("hardware_model", models[index]), ("serial", serial), ("mac", mac))
+            if (v := validation.text(value, batch.where(index, name))) is not None
+        ]
+        if overlong:
+            found.extend(overlong)
+            continue
+        if serial:
+            try:
+                validation.miner_id(serial.strip(), batch.where(index, "serial"))
+            except InvalidArgument as exc:
+                found.extend((index, v) for v in exc.violations)
+        if mac and not _MAC.match(mac.strip()):
+            found.append(
+                (
+                    index,
+                    FieldViolation(
+                        batch.where(index, "mac"), f"{mac[:64]!r} is not a MAC address like aa:bb:cc:dd:ee:ff"
+                    ),
                 )
             )
-    return violations
-
-
-def _implausible(item: SampleInput) -> bool:
-    """A possible reading that a working sensor does not give (hashrate is checked with the miner)."""
-    low, high = PLAUSIBLE_TEMPERATURE_C
-    if item.temperature_c is not None and not low <= item.temperature_c <= high:
-        return True
-    if item.fan_speed_rpm is not None and item.fan_speed_rpm > PLAUSIBLE_FAN_RPM:
-        return True
-    return any(rpm > PLAUSIBLE_FAN_RPM for rpm in item.fan_speeds_rpm)
+        if not (serial or mac):
+            continue
+        first = first_seen.setdefault(miner_id, index)
+        for name, values in (("serial", serials), ("mac", macs)):
+            mine, theirs = values[index].strip().lower(), values[first].strip().lower()
+            if mine and theirs and mine.replace("-", ":") != theirs.replace("-", ":"):
+                found.append(
+                    (
+                        index,
+                        FieldViolation(
+                            batch.where(index, name),
+                            f"differs from {batch.where(first, name)} for the same miner_id {miner_id!r}; "
+                            "one id cannot name two miners in one batch",
+                        ),
+                    )
+                )
+    return found

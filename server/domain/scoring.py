@@ -11,29 +11,51 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from server import auth
 from server.config import Settings
-from server.domain import validation
-from server.domain.active_models import ActiveModels, Loaded
+from server.domain import liveness, validation
+from server.domain.access import MinerAccess
+from server.domain.active_models import ActiveModels, ServingModel
+from server.domain.anomaly_decision import (
+    DEFAULT_DECISION,
+    SHORT_GAP_S,
+    DecisionSettings,
+    MinerInput,
+    Prior,
+    context_reasons,
+    decide_site,
+    restarts,
+    window_temperature,
+)
 from server.domain.batcher import BatchFn, MicroBatcher
 from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
-from server.errors import InsufficientHistory, InvalidArgument, MinerNotFound, ModelNotTrained
+from server.domain.site_events import SiteEvent, SiteEvents, kind_of, utc
+from server.errors import InsufficientHistory, InvalidArgument, ModelNotTrained, next_step
 from server.models.explain import RiskFactor
 from server.models.features import history_rows
 from server.models.inference import AnomalyScorer, FailureRiskPredictor, WindowBatch
-from server.records import FEATURE_COLUMNS, FailureMode, Miner, MinerScore, MinerSeries, RiskLevel
+from server.records import (
+    FEATURE_COLUMNS,
+    FailureMode,
+    Miner,
+    MinerScore,
+    MinerSeries,
+    MinerStatus,
+    RiskLevel,
+)
 from server.store import Store
 
 MAX_DETECT_RANGE = timedelta(days=7)
 DEFAULT_DETECT_RANGE = timedelta(hours=24)
 FLEET_NORM_TTL_S = 600.0
 FLEET_NORM_WINDOW = timedelta(hours=6)
+MAX_SITE_PEERS = 40
+"""DetectAnomalies scores at most this many other miners of the site (the site's same-time behaviour)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +89,10 @@ class WindowScore:
     is_anomaly: bool
     confidence: float
     top_features: tuple[str, ...]
+    decision_score: float = 0.0
+    window_threshold: float = 0.0
+    deviates: bool = False
+    suppression: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +102,9 @@ class Detection:
     features_analyzed: tuple[str, ...]
     model_version: str
     windows: tuple[WindowScore, ...]
+    decision_threshold: float = 0.0
+    site: str = ""
+    site_events: tuple[SiteEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +113,8 @@ class FleetScores:
     miners_scored: int
     miners_skipped: int
     elapsed_ms: float
+    statuses: dict[str, MinerStatus] = field(default_factory=dict)
+    """miner_id -> its state (live, down, stale, recovering) for each score; see liveness.py."""
 
 
 def _history(model: FailureRiskPredictor | AnomalyScorer) -> int:
@@ -114,14 +145,20 @@ class Scoring:
         scores: LatestScores,
         settings: Settings,
         cache: FeatureCache | None = None,
+        access: MinerAccess | None = None,
     ) -> None:
         self._store = store
+        self._access = access or MinerAccess(store)
         self._models = models
         self._scores = scores
         self._settings = settings
         self._cache = cache
+        self.decision: DecisionSettings = DEFAULT_DECISION
+        self.site_events = SiteEvents()
+        """The latest site events per site, as the anomaly decisions found them (for gauges)."""
         self._fleet_norms: dict[str, tuple[float, dict[str, float]]] = {}
         self._batchers: dict[str, MicroBatcher] = {}
+        self._retiring: set[asyncio.Task[None]] = set()  # old batchers finishing their queue
         self.on_batch: Callable[[int], None] | None = None
         """Told each dynamic batch's size (the batch-size histogram)."""
         self._score_lock = threading.Lock()
@@ -140,7 +177,11 @@ class Scoring:
                 name=f"batcher-{version}",
                 on_batch=self._observe_batch,
             )
-            self._batchers = {version: batcher}  # old versions' batchers are dropped
+            for old in self._batchers.values():  # old versions' batchers finish their queue and end
+                retiring = asyncio.get_running_loop().create_task(old.retire(), name=f"retire-{version}")
+                self._retiring.add(retiring)
+                retiring.add_done_callback(self._retiring.discard)
+            self._batchers = {version: batcher}
         return batcher
 
     def _observe_batch(self, size: int) -> None:
@@ -150,6 +191,8 @@ class Scoring:
     async def close(self) -> None:
         for batcher in list(self._batchers.values()):
             await batcher.close()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def _recent(self, miner: Miner, history: int) -> MinerSeries:
         cached = self._cache.get(miner.miner_id) if self._cache is not None else None
@@ -187,7 +230,7 @@ class Scoring:
     def _predict(
         self,
         predictor: FailureRiskPredictor,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         series: MinerSeries,
         explain: bool,
@@ -206,7 +249,7 @@ class Scoring:
     def _prediction(
         self,
         predictor: FailureRiskPredictor,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         batch: WindowBatch,
         risk: float,
@@ -250,9 +293,12 @@ class Scoring:
         stacked = [s.values for s in series.values() if len(s)]
         norms: dict[str, float] = {}
         if stacked:
-            values = np.concatenate(stacked)
-            with np.errstate(all="ignore"):
-                medians = np.nanmedian(values, axis=0) if values.size else []
+            values = np.concatenate(stacked)  # (rows, features)
+            # A feature no peer reported (all NaN) has no norm; nanmedian would warn on it.
+            medians = np.full(values.shape[1], np.nan)
+            seen = np.isfinite(values).any(axis=0)
+            if seen.any():
+                medians[seen] = np.nanmedian(values[:, seen], axis=0)
             norms = {
                 name: float(v) for name, v in zip(FEATURE_COLUMNS, medians, strict=False) if math.isfinite(v)
             }
@@ -272,14 +318,7 @@ class Scoring:
             start = end - DEFAULT_DETECT_RANGE
         if end - start > MAX_DETECT_RANGE:
             raise InvalidArgument.for_field("start", "the range may span at most 7 days; narrow start..end")
-        rows_before = _history(scorer)
-        history = timedelta(seconds=rows_before * self._settings.sample_interval_s)
-        series = await asyncio.to_thread(
-            self._store.load_series, [miner.miner_id], start - history, end + timedelta(seconds=1)
-        )
-        detection = await asyncio.to_thread(
-            self._detect, scorer, loaded, miner, series[miner.miner_id], start, end
-        )
+        detection = await asyncio.to_thread(self._detect, scorer, loaded, miner, start, end)
         if detection.windows:
             last = detection.windows[-1]
             previous = self._scores.get(miner.miner_id)
@@ -297,45 +336,161 @@ class Scoring:
                 )
         return detection
 
+    def _site_peers(self, miner: Miner) -> list[Miner]:
+        """The miner and up to MAX_SITE_PEERS others of its site (by id), the miner first."""
+        if not miner.site:
+            return [miner]
+        others = sorted(
+            (m for m in self._store.list_miners() if m.site == miner.site and m.miner_id != miner.miner_id),
+            key=lambda m: m.miner_id,
+        )
+        return [miner, *others[:MAX_SITE_PEERS]]
+
+    def _decision_input(
+        self,
+        scorer: AnomalyScorer,
+        miner: Miner,
+        series: MinerSeries,
+        baseline_start: datetime,
+        start: datetime,
+        end: datetime,
+    ) -> tuple[MinerInput, WindowBatch, np.ndarray]:
+        """One miner's windows from baseline_start to end (the baseline part on the baseline grid),
+        their channel errors (N, C) and the context the store knows."""
+        cfg, interval = self.decision, self._settings.sample_interval_s
+        batch = scorer.prepare(series, miner, start=baseline_start, end=end)
+        ends = batch.window_ends.astype(np.int64)
+        keep = (ends >= int(start.timestamp()) - SHORT_GAP_S) | (  # k of n looks back a little
+            (ends // interval) % cfg.baseline_stride == 0
+        )
+        batch = WindowBatch(
+            batch.miner_id,
+            batch.x[keep],
+            batch.raw[keep],
+            batch.window_starts[keep],
+            batch.window_ends[keep],
+            batch.observed[keep],
+        )
+        ends = ends[keep]
+        channel_errors = scorer.channel_errors(batch.x) if batch.x.shape[0] else np.zeros((0, 1))
+        errors = channel_errors.mean(axis=1) if batch.x.shape[0] else np.zeros(0)
+        planned = [
+            (int(p.start.timestamp()), int(p.end.timestamp()))
+            for p in self._store.list_planned_states(miner.miner_id)
+        ]
+        downtime = [
+            (int(f.occurred_at.timestamp()), int((f.repaired_at or datetime.now(UTC)).timestamp()))
+            for f in self._store.list_failures(miner.miner_id, limit=10_000)
+        ]
+        grid = series.timestamps.astype("datetime64[s]").astype(np.int64)
+        restart_times = restarts(
+            grid,
+            series.values[:, 0],
+            series.observed,
+            miner.nominal_hashrate_ths or 1.0,
+            cfg.restart_idle_samples,
+        )
+        context = context_reasons(ends, planned, downtime, restart_times, cfg)
+        last_hour = batch.raw[:, -12:, :]  # (N, 12, 11) raw features of each window's last hour
+        temperature = window_temperature(last_hour[:, :, FEATURE_COLUMNS.index("temperature")])
+        hashrate = window_temperature(
+            last_hour[:, :, FEATURE_COLUMNS.index("hashrate")] / max(miner.nominal_hashrate_ths or 1.0, 1e-9)
+        )
+        return MinerInput(ends, errors, context, temperature, hashrate), batch, channel_errors
+
     def _detect(
         self,
         scorer: AnomalyScorer,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
-        series: object,
         start: datetime,
         end: datetime,
     ) -> Detection:
-        batch = scorer.prepare(series, miner, start=start, end=end)  # type: ignore[arg-type]
-        channel_errors = scorer.channel_errors(batch.x) if batch.x.shape[0] else np.zeros((0, 1))
-        scores = channel_errors.mean(axis=1) if batch.x.shape[0] else np.zeros(0)
-        flags = scorer.is_anomaly(scores)
-        confidence = scorer.confidence(scores)
-        top = scorer.top_features(channel_errors) if batch.x.shape[0] else []
+        """Scores the miner and its site peers from the start of the baseline, decides every window
+        (server/domain/anomaly_decision.py) and returns the miner's windows in [start, end]."""
+        cfg, interval = self.decision, self._settings.sample_interval_s
+        baseline_start = start - timedelta(hours=cfg.baseline_hours)
+        history = timedelta(seconds=_history(scorer) * interval)
+        peers = self._site_peers(miner)
+        series = self._store.load_series(
+            [m.miner_id for m in peers], baseline_start - history, end + timedelta(seconds=1)
+        )
+        items: dict[str, MinerInput] = {}
+        batches: dict[str, tuple[WindowBatch, np.ndarray]] = {}
+        for peer in peers:
+            one = series.get(peer.miner_id)
+            if one is None or len(one) < scorer.window.sequence_length:
+                if peer.miner_id == miner.miner_id:
+                    have = int(np.sum(one.observed)) if one is not None else 0
+                    raise InsufficientHistory(miner.miner_id, have, scorer.window.sequence_length)
+                continue
+            item, batch, channel_errors = self._decision_input(scorer, peer, one, baseline_start, start, end)
+            items[peer.miner_id] = item
+            batches[peer.miner_id] = (batch, channel_errors)
+        prior = Prior.from_errors(scorer.val_errors, cfg.scale_floor)
+        decisions, spans = decide_site(miner.site or miner.miner_id, items, prior, cfg, interval)
+        last_scored = max((int(i.ends[-1]) for i in items.values() if i.ends.size), default=0)
+        events = []
+        for span in spans:
+            tops = []
+            for peer_id in span.miner_ids:
+                batch, channel_errors = batches[peer_id]
+                ends = items[peer_id].ends
+                inside = np.flatnonzero(
+                    (ends >= span.start) & (ends <= span.end) & decisions[peer_id].deviates
+                )
+                if inside.size:
+                    tops += scorer.top_features(channel_errors[inside])
+            events.append(
+                SiteEvent(
+                    site=miner.site,
+                    kind=kind_of(tops),
+                    start=utc(span.start),
+                    end=utc(span.end),
+                    open=span.end >= last_scored,
+                    miners_affected=span.peak_miners,
+                    miners_reporting=span.reporting,
+                    miner_ids=span.miner_ids,
+                )
+            )
+        if miner.site and end >= utc(last_scored) - timedelta(seconds=interval):
+            self.site_events.update(miner.site, [e for e in events if e.end >= start])
+        mine = decisions[miner.miner_id]
+        batch, channel_errors = batches[miner.miner_id]
+        shown = np.flatnonzero(mine.ends >= int(start.timestamp()))
+        scores = items[miner.miner_id].errors
+        confidence = scorer.confidence(scores[shown]) if shown.size else np.zeros(0)
+        top = scorer.top_features(channel_errors[shown]) if shown.size else []
         windows = tuple(
             WindowScore(
-                window_end=_utc(batch.window_ends[i]),
+                window_end=utc(int(mine.ends[i])),
                 score=float(scores[i]),
-                is_anomaly=bool(flags[i]),
-                confidence=float(confidence[i]),
-                top_features=tuple(top[i]) if flags[i] else (),
+                is_anomaly=bool(mine.is_anomaly[i]),
+                confidence=float(confidence[j]),
+                top_features=tuple(top[j]) if mine.deviates[i] else (),
+                decision_score=float(mine.score[i]),
+                window_threshold=float(mine.threshold[i]),
+                deviates=bool(mine.deviates[i]),
+                suppression=int(mine.suppression[i]),
             )
-            for i in range(scores.shape[0])
+            for j, i in enumerate(shown)
         )
         return Detection(
             miner_id=miner.miner_id,
-            threshold=scorer.threshold,
+            threshold=windows[-1].window_threshold
+            if windows
+            else float(np.exp(prior.median + cfg.z_threshold * prior.scale)),
             features_analyzed=tuple(scorer.feature_columns),
             model_version=loaded.summary.version,
             windows=windows,
+            decision_threshold=cfg.z_threshold,
+            site=miner.site,
+            site_events=tuple(e for e in events if e.end >= start),
         )
 
     async def visible_miner_ids(self) -> frozenset[str] | None:
         """The miners the caller may see, or None when its token is not scoped (streams filter by it)."""
-        if not auth.current().scoped:
-            return None
-        miners = await asyncio.to_thread(self._store.list_miners)
-        return frozenset(m.miner_id for m in auth.visible(miners))
+        return await self._access.visible_ids()
 
     # -- fleet-wide scoring ----------------------------------------------------------------------------
 
@@ -358,16 +513,29 @@ class Scoring:
             for miner, series in entries
             if (not wanted or miner.miner_id in wanted)
             and (not hardware_model or miner.hardware_model == hardware_model)
-            and auth.can_see(miner)
+            and self._access.allows(miner)
         ]
         scores, skipped = await asyncio.to_thread(self.score_entries, entries)
         selected = [s for s in scores if not min_risk_level or s.risk_level >= min_risk_level]
-        selected.sort(key=lambda s: (-s.risk_score, s.miner_id))
+        # Live miners first by risk; a down, stale or recovering one keeps its last risk, ranked after.
+        # The scores' window ends stand in for each miner's newest sample: no scan of every sample.
+        seen = {s.miner_id: s.window_end for s in scores if s.window_end is not None}
+        conditions = await asyncio.to_thread(self._store.miner_conditions, seen)
+        statuses = liveness.statuses(conditions, self._settings)
+        selected.sort(
+            key=lambda s: (
+                liveness.RANK[statuses.get(s.miner_id, liveness.LIVE).state],
+                -s.risk_score,
+                s.miner_id,
+            )
+        )
+        top = tuple(selected[: top_k or 100])
         return FleetScores(
-            scores=tuple(selected[: top_k or 100]),
+            scores=top,
             miners_scored=len(scores),
             miners_skipped=skipped,
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
+            statuses={s.miner_id: statuses.get(s.miner_id, liveness.LIVE) for s in top},
         )
 
     def _entries_from_store(self) -> list[tuple[Miner, MinerSeries]]:
@@ -469,26 +637,25 @@ class Scoring:
         cache holds and the caller may see it; None sends the caller to the store (aliases, scope
         errors, unknown miners). The cache re-reads a miner's record whenever it changes."""
         cached = self._cache.get(miner_id) if self._cache is not None else None
-        if cached is None or not auth.can_see(cached[0]):
+        if cached is None or not self._access.allows(cached[0]):
             return None
         validation.miner_id(miner_id)
         return cached[0]
 
     async def _miner(self, miner_id: str) -> Miner:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
-        return miner
+        return await self._access.resolve(miner_id)  # out of the caller's scope reads as absent
 
-    def _lstm(self) -> Loaded:
+    def _lstm(self) -> ServingModel:
         loaded = self._models.lstm
         if loaded is None:
-            raise ModelNotTrained("no trained LSTM model: POST /api/advanced/train/lstm")
+            raise ModelNotTrained(
+                f"no trained LSTM model: {next_step('TrainingService.Train', model_kind='lstm')}"
+            )
         return loaded
 
-    def _autoencoder(self) -> Loaded:
+    def _autoencoder(self) -> ServingModel:
         loaded = self._models.autoencoder
         if loaded is None:
-            raise ModelNotTrained("no trained anomaly autoencoder: POST /api/advanced/train/autoencoder")
+            train = next_step("TrainingService.Train", model_kind="autoencoder")
+            raise ModelNotTrained(f"no trained anomaly autoencoder: {train}")
         return loaded

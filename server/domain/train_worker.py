@@ -89,14 +89,9 @@ def _train(
 
     from server.models import ModelKind
     from server.models.inference import serving_class
-    from server.models.registry import ModelRegistry, should_promote
-    from server.models.train import (
-        AUTOENCODER_DEFAULTS,
-        TrainConfig,
-        TrainingCancelled,
-        train_autoencoder,
-        train_failure_model,
-    )
+    from server.models.registry import ModelRegistry, PromotionGate, promotion
+    from server.models.train import TrainingCancelled, train_autoencoder, train_failure_model
+    from server.models.train_config import TRAINING_DEFAULTS
     from server.models.windows import WindowConfig, build_windows
 
     torch.set_num_threads(settings.train_threads)
@@ -114,9 +109,8 @@ def _train(
         int(windows.labels.sum()),
         len(data.series),
     )
-    base = TrainConfig() if model_kind == ModelKind.LSTM else AUTOENCODER_DEFAULTS
     cfg = replace(
-        base,
+        TRAINING_DEFAULTS[model_kind],
         epochs=params.epochs,
         batch_size=params.batch_size,
         validation_split=params.validation_split,
@@ -170,14 +164,16 @@ def _train(
         raise _Cancelled from exc
     if should_stop():
         raise _Cancelled
-    version = registry.save(result.to_artifact(job_id=job_id))
-    promoted = should_promote(result.metrics, active_metrics)
+    gate = PromotionGate(settings.gate_lstm_min_auc_lower, settings.gate_autoencoder_min_recall)
+    promoted, note = promotion(model_kind, result.metrics, active_metrics, gate)
+    version = registry.save({**result.to_artifact(job_id=job_id), "promotion_note": note})
     if promoted:
         registry.activate(model_kind, version)
-    log.info("job %s: registered %s (%s)", job_id, version, "active" if promoted else "kept the active model")
+    log.info("job %s: registered %s (%s)", job_id, version, "active" if promoted else note)
     return {
         "model_version": version,
         "promoted": promoted,
+        "promotion_note": note,
         "metrics": {k: _finite(v) for k, v in result.metrics.items()},
     }
 

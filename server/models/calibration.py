@@ -99,3 +99,51 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     np.add.at(tie_sum, inverse, ranks)
     ranks = (tie_sum / counts)[inverse]
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_auc_interval(
+    scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, draws: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """95 % percentile interval of the ROC-AUC, resampling whole groups (miners: their windows are
+    correlated) with replacement. (nan, nan) when no resample has both classes."""
+    s, y, g = np.asarray(scores, dtype=np.float64), np.asarray(labels) > 0.5, np.asarray(groups)
+    names, index = np.unique(g, return_inverse=True)
+    members = [np.flatnonzero(index == i) for i in range(names.size)]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(draws):
+        if not names.size:
+            break
+        pick = np.concatenate([members[i] for i in rng.integers(0, names.size, names.size)])
+        value = roc_auc(s[pick], y[pick])
+        if np.isfinite(value):
+            values.append(value)
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+def event_recall(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    ends: np.ndarray,
+    threshold: float,
+    gap_s: int = 3600,
+) -> tuple[float, int]:
+    """(share of failures detected, failures): a failure is a run of positive windows of one miner
+    (ends less than gap_s apart); it is detected when any of its windows scores above threshold."""
+    y = np.asarray(labels) > 0.5
+    order = np.lexsort((np.asarray(ends)[y], np.asarray(groups)[y]))
+    g, t, s = (
+        np.asarray(groups)[y][order],
+        np.asarray(ends, dtype=np.int64)[y][order],
+        np.asarray(scores)[y][order],
+    )
+    if not g.size:
+        return float("nan"), 0
+    new = np.r_[True, (g[1:] != g[:-1]) | (np.diff(t) > gap_s)]
+    run = np.cumsum(new) - 1
+    hit = np.zeros(int(run[-1]) + 1, dtype=bool)
+    np.logical_or.at(hit, run, s > threshold)
+    return float(hit.mean()), int(hit.size)

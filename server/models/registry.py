@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from server.errors import FailedPrecondition, InvalidArgument, ModelNotTrained, NotFound
+from server.errors import FailedPrecondition, InvalidArgument, ModelNotTrained, NotFound, next_step
 from server.models import ModelKind
 from server.models.autoencoder import AutoencoderConfig, LSTMAutoencoder
 from server.models.lstm import FailureRiskConfig, FailureRiskLSTM
@@ -43,6 +43,7 @@ _META_KEYS = (
     "data_range",
     "data_hash",
     "library_versions",
+    "promotion_note",
 )
 
 
@@ -67,6 +68,8 @@ class ModelVersionInfo:
     feature_columns: list[str]
     sequence_length: int
     active: bool
+    promotion_note: str = ""
+    """Why the version was not activated when it was registered ("" when it was)."""
 
 
 @dataclass
@@ -175,12 +178,14 @@ class ModelRegistry:
         version = version or self.active_version(kind)
         if version is None:
             raise ModelNotTrained(
-                f"no {kind.name} model is trained; start one with POST /api/advanced/train/{kind.slug}"
+                f"no {kind.name} model is trained; start one with "
+                f"{next_step('TrainingService.Train', model_kind=kind.slug)}"
             )
         path = self.root / kind.slug / f"{version}.pt"
         if not path.with_suffix(".json").exists() or not path.exists():
             raise NotFound(
-                f"version: no {kind.name} model version {version!r}; list them with GET /api/advanced/models"
+                f"version: no {kind.name} model version {version!r}; list them with "
+                f"{next_step('TrainingService.ListModels')}"
             )
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -230,7 +235,54 @@ class ModelRegistry:
             feature_columns=list(meta.get("feature_columns") or []),
             sequence_length=int(meta.get("sequence_length") or 0),
             active=meta["version"] == active,
+            promotion_note=str(meta.get("promotion_note") or ""),
         )
+
+
+@dataclass(frozen=True)
+class PromotionGate:
+    """What a new version must show before it serves, the first version of a kind included."""
+
+    lstm_min_auc_lower: float = 0.55
+    """Lower end of the validation ROC-AUC 95 % interval (0 turns the check off)."""
+    autoencoder_min_recall: float = 0.5
+    """Share of validation failures with a window above the served threshold (0 turns it off)."""
+
+
+def gate_failure(kind: ModelKind, metrics: dict[str, float], gate: PromotionGate) -> str:
+    """Why a new version fails the gate, or "" when it passes. A metric that could not be measured
+    (no failures among the validation miners) fails an enabled check: unverified is not served."""
+    if kind == ModelKind.LSTM and gate.lstm_min_auc_lower > 0:
+        lo, hi = metrics.get("val_roc_auc_lo", math.nan), metrics.get("val_roc_auc_hi", math.nan)
+        if not (math.isfinite(lo) and lo >= gate.lstm_min_auc_lower):
+            return (
+                f"validation ROC-AUC 95 % interval [{lo:.3f}, {hi:.3f}] does not clear "
+                f"{gate.lstm_min_auc_lower:.3f} (chance is 0.5; --gate-lstm-min-auc-lower)"
+            )
+    if kind == ModelKind.AUTOENCODER and gate.autoencoder_min_recall > 0:
+        recall = metrics.get("val_precursor_recall", math.nan)
+        failures = int(metrics.get("val_precursor_failures", 0))
+        if not (math.isfinite(recall) and recall >= gate.autoencoder_min_recall):
+            return (
+                f"precursor recall {recall:.2f} on {failures} validation failures at the served threshold "
+                f"is below {gate.autoencoder_min_recall:.2f} (--gate-autoencoder-min-recall)"
+            )
+    return ""
+
+
+def promotion(
+    kind: ModelKind,
+    new_metrics: dict[str, float],
+    active_metrics: dict[str, float] | None,
+    gate: PromotionGate,
+) -> tuple[bool, str]:
+    """(activate?, why not): the gate first, then no worse than the active version."""
+    failed = gate_failure(kind, new_metrics, gate)
+    if failed:
+        return False, f"not activated: the promotion gate failed: {failed}"
+    if not should_promote(new_metrics, active_metrics):
+        return False, "the active model is as good or better, kept it"
+    return True, ""
 
 
 def should_promote(new_metrics: dict[str, float], active_metrics: dict[str, float] | None) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,11 +11,9 @@ from torch import nn
 from server.models import ModelKind
 from server.models.calibration import PlattCalibration
 from server.models.features import FEATURES_VERSION, INPUT_SCHEMA, NormStats
+from server.models.train_config import TrainConfig
 from server.models.windows import WindowConfig, WindowSet
 from server.records import FEATURE_COLUMNS
-
-if TYPE_CHECKING:
-    from server.models.train import TrainConfig
 
 
 @dataclass

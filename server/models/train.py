@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,10 +27,11 @@ from torch import nn
 from server.errors import FailedPrecondition
 from server.models import ModelKind
 from server.models.autoencoder import AutoencoderConfig, LSTMAutoencoder
-from server.models.calibration import PlattCalibration, brier_score, roc_auc
+from server.models.calibration import PlattCalibration, brier_score, event_recall, roc_auc, roc_auc_interval
 from server.models.features import N_CHANNELS, NormStats
 from server.models.lstm import FailureRiskConfig, FailureRiskLSTM
 from server.models.result import TrainingResult
+from server.models.train_config import AUTOENCODER_DEFAULTS, TrainConfig
 from server.models.windows import WindowSet, split_by_miner
 
 ProgressFn = Callable[[int, int, float, float, float], None]  # epoch, epochs, train, val, windows/s
@@ -43,25 +43,6 @@ IncumbentFn = Callable[[WindowSet], float]
 
 class TrainingCancelled(Exception):
     """should_stop() returned True; no model was produced."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training parameters; the defaults are the LSTM's (see AUTOENCODER_DEFAULTS)."""
-
-    epochs: int = 50
-    batch_size: int = 32
-    validation_split: float = 0.2
-    seed: int = 42
-    learning_rate: float = 1e-3
-    samples_per_epoch: int = 8192  # windows drawn per epoch (see the module docstring)
-    val_windows_per_epoch: int = 8192  # fixed validation subset for the per-epoch loss
-    patience: int = 10  # epochs without a better validation loss before stopping
-    threads: int = 1  # torch threads while training (restored afterwards)
-    device: str | None = None  # None: CUDA when available, else CPU
-
-
-AUTOENCODER_DEFAULTS = TrainConfig(epochs=100, validation_split=0.1)
 
 
 def _fit(
@@ -192,10 +173,16 @@ def train_failure_model(
         raw_logits = batches.outputs(model.logits, val)
         calibration = PlattCalibration.fit(raw_logits, val.labels)
         risk = calibration.apply(raw_logits)
+        thin = np.arange(0, len(val), 6)  # every 30 min: neighbouring windows overlap, and it is 6x cheaper
+        auc_lo, auc_hi = roc_auc_interval(
+            raw_logits[thin], val.labels[thin], val.miner_ids[thin], seed=cfg.seed
+        )
         metrics = {
             **stats,
             "val_brier": brier_score(risk, val.labels),
             "val_roc_auc": roc_auc(raw_logits, val.labels),
+            "val_roc_auc_lo": auc_lo,
+            "val_roc_auc_hi": auc_hi,
             "val_failure_rate": float(val.labels.mean()),
             "val_windows": float(len(val)),
             "train_windows": float(len(train)),
@@ -262,6 +249,13 @@ def train_autoencoder(
             scores = batches.outputs(window_error, val_all)
             metrics["val_failure_roc_auc"] = roc_auc(scores, val_all.labels)
             metrics["val_prefailure_anomaly_rate"] = float(np.mean(scores[val_all.labels > 0] > threshold))
+            # The promotion gate's evidence: failures of the validation miners with a window above
+            # the served threshold in the horizon before them.
+            recall, failures = event_recall(
+                scores, val_all.labels, val_all.miner_ids, val_all.window_ends.astype(np.int64), threshold
+            )
+            metrics["val_precursor_recall"] = recall
+            metrics["val_precursor_failures"] = float(failures)
         if incumbent is not None:
             metrics["incumbent_val_loss"] = incumbent(val_all)
         if errors.size > 10001:  # keep a quantile table, enough for confidence to 1e-4

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -38,9 +39,10 @@ from prometheus_client.registry import Collector
 
 from server.config import Settings
 from server.domain.active_models import ActiveModels
+from server.domain.feature_cache import FeatureCache
 from server.domain.jobs import JobRecord, JobState
 from server.domain.scores import LatestScores
-from server.records import Miner, RiskLevel
+from server.records import FEATURE_COLUMNS, Miner, RiskLevel
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,9 +54,17 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 # Store reads behind the gauges (last sample per miner, miner records, planned states, feedback)
 # are cached this long, so frequent scrapes stay cheap.
 STORE_READ_TTL_S = 30.0
-STALENESS_TTL_S = STORE_READ_TTL_S
 MINER_LABELS = ["miner_id", "site", "hardware_model"]
 FEEDBACK_WINDOW = 10_000  # newest verdicts read for the live precision
+# Latest readings exported per miner (feature column -> unit), for the dashboard's one-miner view.
+# The name is the value of the `reading` label of mfh_miner_reading.
+READINGS = {
+    "hashrate": "TH/s",
+    "temperature": "C",
+    "fan_speed": "RPM",
+    "power": "W",
+    "rejection_rate": "ratio",
+}
 
 
 def build_version() -> str:
@@ -95,6 +105,12 @@ class Metrics:
         self.subscribers = Gauge("mfh_subscribers", "Open score subscriptions.", registry=r)
         self.rate_limited = Counter(
             "mfh_rate_limited", "Calls refused by the per-client rate limit.", ["method"], registry=r
+        )
+        self.refused = Counter(
+            "mfh_refused_calls",
+            "Calls refused before they ran (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED).",
+            ["outcome"],
+            registry=r,
         )
         self.batch_size = Histogram(
             "mfh_batch_size",
@@ -171,9 +187,11 @@ class FleetCollector(Collector):
         scores: LatestScores,
         models: ActiveModels,
         settings: Settings,
+        cache: FeatureCache | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._store = store
+        self._cache = cache
         self._scores = scores
         self._models = models
         self._settings = settings
@@ -351,6 +369,24 @@ class FleetCollector(Collector):
         for miner_id, kind in sorted(current):
             planned.add_metric([*labels(miner_id), kind], 1.0)
         yield planned
+        yield self._readings(labels)
+
+    def _readings(self, labels: Callable[[str], list[str]]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "mfh_miner_reading",
+            "Latest reading of each miner in the last hour: hashrate TH/s, temperature C, fan RPM, power W.",
+            labels=[*MINER_LABELS, "reading"],
+        )
+        columns = [(name, FEATURE_COLUMNS.index(name)) for name in READINGS]
+        for _, series in sorted(
+            self._cache.items() if self._cache is not None else [], key=lambda e: e[0].miner_id
+        ):
+            recent = series.values[-12:]  # (T, F): the last hour; a reading missing for longer is absent
+            for name, column in columns:
+                finite = recent[:, column][~np.isnan(recent[:, column])]
+                if finite.size:
+                    family.add_metric([*labels(series.miner_id), name], float(finite[-1]))
+        return family
 
     def _training(self) -> Iterator[GaugeMetricFamily]:
         latest: dict[str, JobRecord] = {}

@@ -1,8 +1,9 @@
-"""Security and operations wired for one server: tokens, TLS, interceptors, metrics, audit, limits.
+"""Security and operations wired for one server: tokens, TLS, metrics, audit, limits.
 
-`Operations.create(settings, store, scores, models)` loads what the settings name (fails fast on a bad tokens
-file or certificate), starts the /metrics endpoint, and hands app.start the interceptors and the
-port binding; `close()` undoes it on stop.
+`Operations.create(settings, store, scores, models)` loads what the settings name (fails fast on a bad
+tokens file or certificate), starts the /metrics endpoint, and hands app.start the plain services that
+the transport's interceptors call (app.py assembles the chain) and the port binding; `close()` undoes
+it. Ops is a layer below the transport: it never imports it.
 """
 
 from __future__ import annotations
@@ -16,17 +17,12 @@ import grpc
 from server.auth import TokenStore
 from server.config import Settings
 from server.domain.active_models import ActiveModels
+from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
-from server.ops.audit import AuditLog
+from server.ops.audit import AuditLog, RefusalLog
 from server.ops.limits import RateLimiter, SubscriptionSlots
 from server.ops.metrics import FleetCollector, Metrics
 from server.store import Store
-from server.transport.interceptors import (
-    AuditInterceptor,
-    AuthInterceptor,
-    LimitsInterceptor,
-    MetricsInterceptor,
-)
 
 log = logging.getLogger("server.security")
 
@@ -67,10 +63,17 @@ class Operations:
     """The cap on concurrent subscriptions: SubscribeScores holds a slot with `subscriptions.hold()`."""
     credentials: grpc.ServerCredentials | None
     metrics_port: int | None = None
+    refusals: RefusalLog | None = None
+    """Refused calls: counted, logged and audited at most once a minute per client."""
 
     @classmethod
     def create(
-        cls, settings: Settings, store: Store, scores: LatestScores, models: ActiveModels
+        cls,
+        settings: Settings,
+        store: Store,
+        scores: LatestScores,
+        models: ActiveModels,
+        cache: FeatureCache | None = None,
     ) -> Operations:
         tokens = TokenStore.load(settings.auth_tokens_file) if settings.auth_tokens_file else None
         if tokens is None:
@@ -82,15 +85,22 @@ class Operations:
             log.info("authentication on: %d token(s) from %s", len(tokens), settings.auth_tokens_file)
         credentials = server_credentials(settings)
         metrics = Metrics()
-        metrics.add(FleetCollector(store, scores, models, settings))
+        metrics.add(FleetCollector(store, scores, models, settings, cache))
         operations = cls(
             settings=settings,
             tokens=tokens,
             metrics=metrics,
             audit=AuditLog(settings.audit_path),
             limiter=RateLimiter(settings.expensive_calls_per_minute, settings.expensive_calls_burst),
-            subscriptions=SubscriptionSlots(settings.max_subscriptions, metrics.subscribers.set),
+            subscriptions=SubscriptionSlots(
+                settings.max_subscriptions,
+                metrics.subscribers.set,
+                per_owner=settings.max_subscriptions_per_token,
+            ),
             credentials=credentials,
+        )
+        operations.refusals = RefusalLog(
+            operations.audit, on_refused=lambda method, outcome: metrics.refused.labels(outcome).inc()
         )
         if settings.metrics_port >= 0:
             operations.metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)
@@ -98,16 +108,6 @@ class Operations:
                 "Prometheus metrics on http://%s:%d/metrics", settings.metrics_host, operations.metrics_port
             )
         return operations
-
-    def interceptors(self, error_mapping: grpc.aio.ServerInterceptor) -> list[grpc.aio.ServerInterceptor]:
-        """All interceptors in order, outermost first, around the error-mapping one."""
-        return [
-            MetricsInterceptor(self.metrics),
-            error_mapping,
-            AuthInterceptor(self.tokens, self.audit),
-            AuditInterceptor(self.audit),
-            LimitsInterceptor(self.limiter, self.metrics),
-        ]
 
     def add_port(self, server: grpc.aio.Server, address: str) -> int:
         """Binds the gRPC port, with TLS when configured; returns the port."""

@@ -278,10 +278,14 @@ def _anomalies_and_curtailments(
             # A pool outage takes whole sites (one pool per site); a few miners there fail over to a
             # backup pool. The demo miner's site is left alone in the demo's final two days.
             first = {s: sites.index(s) for s in sites}
-            chosen = {s for s in first if pick[first[s]] < share}
+            hit_sites = {s for s in first if pick[first[s]] < share}
             if lo > n_steps - int((cfg.demo_fan_hours + 30) * steps_per_hour):
-                chosen.discard(sites[0])
-            members = [m for m in range(n_miners) if sites[m] in chosen and pick[m] < 0.95 + (m == first[sites[m]])]
+                hit_sites.discard(sites[0])
+            members = [
+                m
+                for m in range(n_miners)
+                if sites[m] in hit_sites and pick[m] < 0.95 + (m == first[sites[m]])
+            ]
             incidents.append((members, lo, True))
         else:
             incidents.append((np.flatnonzero(pick < share).tolist(), lo, False))
@@ -395,7 +399,8 @@ def simulate_fleet(
     anomalies, planned, site_events = _anomalies_and_curtailments(
         rng, cfg, miner_ids, times, interval_s, fx, busy, sites
     )
-    plan, contexts = None, []
+    plan: confounders.ConfounderPlan | None = None
+    contexts: list[ContextTruth] = []
     if cfg.confounders:
         plan, drifts, maintenance, contexts, confounded = _confounders(
             seed, cfg, miner_ids, sites, times, interval_s, fx, busy, planned

@@ -1,4 +1,4 @@
-"""Frozen settings of the demo fleet simulator and its hardware catalogue.
+"""Frozen settings of the demo fleet simulator and the hardware it simulates.
 
 These numbers define the data the models are evaluated on: change them only together with the
 evaluation baselines. Every rate is per miner unless it says fleet.
@@ -7,6 +7,8 @@ evaluation baselines. Every rate is per miner unless it says fleet.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from server.hardware import known_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +23,18 @@ class HardwareModel:
     """Chip temperature above ambient at full load, °C."""
 
 
+def _simulated(name: str, temp_rise_c: float) -> HardwareModel:
+    """A model of the hardware catalogue (server/hardware.py) with what only the simulator needs."""
+    known = known_model(name)
+    assert known is not None, name
+    return HardwareModel(known.name, known.make, known.hashrate_ths, known.power_w, temp_rise_c)
+
+
 HARDWARE: tuple[HardwareModel, ...] = (
-    HardwareModel("Antminer S19 Pro", "Bitmain", 110.0, 3250.0, 43.0),
-    HardwareModel("Antminer S19j Pro", "Bitmain", 100.0, 3050.0, 42.0),
-    HardwareModel("Antminer S21", "Bitmain", 200.0, 3500.0, 41.0),
-    HardwareModel("Whatsminer M30S", "MicroBT", 86.0, 3230.0, 44.0),
+    _simulated("Antminer S19 Pro", 43.0),
+    _simulated("Antminer S19j Pro", 42.0),
+    _simulated("Antminer S21", 41.0),
+    _simulated("Whatsminer M30S", 44.0),
 )
 HARDWARE_WEIGHTS: tuple[float, ...] = (0.35, 0.25, 0.2, 0.2)
 

@@ -1,6 +1,7 @@
 """Raw telemetry samples: staging column batches and writing them, reading samples back.
 
-Write semantics, for both the row path (write_samples) and the column path (bulk_append_columns):
+Write semantics, for both the row form (write_samples: tests, tools) and the column form
+(bulk_append_columns: ingestion, the simulator), which share staging and write_staged:
 - One transaction per batch: all of it is written or none of it.
 - The key is (miner_id, ts). LAST WRITE WINS: a row whose key is already stored replaces the stored
   row; inside one batch the later row with the same key wins.
@@ -73,22 +74,35 @@ def _float_column(values: Sequence[float | int | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def stage_samples(samples: Sequence[Sample]) -> StagedBatch:
-    """Column batch from row samples (miner_id as given; the caller resolves aliases)."""
-    n = len(samples)
-    boards = np.empty(n, dtype=object)
-    fans = np.empty(n, dtype=object)
-    for i, sample in enumerate(samples):
-        boards[i] = [
+def _board_lists(boards: Sequence[Sequence[BoardReading]]) -> np.ndarray:
+    """(N,) object column of board-struct lists (None for a sample without boards) for _BOARD_TYPE."""
+    column = np.empty(len(boards), dtype=object)
+    for i, readings in enumerate(boards):
+        column[i] = [
             {
                 "idx": b.index,
                 "hashrate_ths": b.hashrate_ths,
                 "temperature_c": b.temperature_c,
                 "chip_temperature_c": b.chip_temperature_c,
             }
-            for b in sample.boards
+            for b in readings
         ] or None
-        fans[i] = [float(rpm) for rpm in sample.fan_speeds_rpm] or None
+    return column
+
+
+def _fan_lists(fans: Sequence[Sequence[float]]) -> np.ndarray:
+    """(N,) object column of per-fan RPM lists (None for a sample without them)."""
+    column = np.empty(len(fans), dtype=object)
+    for i, rpms in enumerate(fans):
+        column[i] = [float(rpm) for rpm in rpms] or None
+    return column
+
+
+def stage_samples(samples: Sequence[Sample]) -> StagedBatch:
+    """Column batch from row samples (miner_id as given; the caller resolves aliases)."""
+    n = len(samples)
+    boards = _board_lists([s.boards for s in samples])
+    fans = _fan_lists([s.fan_speeds_rpm for s in samples])
     columns = {
         "seq": np.arange(n, dtype=np.int64),
         "miner_id": np.array([s.miner_id for s in samples], dtype=object),
@@ -115,8 +129,12 @@ def stage_columns(
     board_hashrate_ths: np.ndarray | None = None,
     board_temperature_c: np.ndarray | None = None,
     fan_speeds_rpm: np.ndarray | None = None,
+    board_readings: Sequence[Sequence[BoardReading]] | None = None,
+    fan_readings: Sequence[Sequence[float]] | None = None,
 ) -> StagedBatch:
-    """Column batch from numpy arrays; per-board (N, B) and per-fan (N, K) arrays become LIST columns."""
+    """Column batch from numpy arrays; per-board (N, B) and per-fan (N, K) arrays become LIST columns,
+    and so do ragged per-sample lists (board_readings, fan_readings: one sequence per sample, as
+    ingestion receives them; they take the place of the (N, B) and (N, K) arrays)."""
     n = int(miner_id.shape[0])
     columns: dict[str, np.ndarray] = {
         "seq": np.arange(n, dtype=np.int64),
@@ -129,7 +147,10 @@ def stage_columns(
     for name in METRIC_COLUMNS:
         columns[name] = np.ascontiguousarray(metrics[name], dtype=np.float64)
     boards_sql = fans_sql = "NULL"
-    if board_hashrate_ths is not None:
+    if board_readings is not None:
+        columns["boards"] = _board_lists(board_readings)
+        boards_sql = f"boards::{_BOARD_TYPE}"
+    elif board_hashrate_ths is not None:
         n_boards = board_hashrate_ths.shape[1]
         temps = (
             board_temperature_c
@@ -145,7 +166,10 @@ def stage_columns(
                 "chip_temperature_c := NULL::DOUBLE)"
             )
         boards_sql = f"list_value({', '.join(parts)})"
-    if fan_speeds_rpm is not None:
+    if fan_readings is not None:
+        columns["fans"] = _fan_lists(fan_readings)
+        fans_sql = "fans::DOUBLE[]"
+    elif fan_speeds_rpm is not None:
         for k in range(fan_speeds_rpm.shape[1]):
             columns[f"fan{k}"] = np.ascontiguousarray(fan_speeds_rpm[:, k], dtype=np.float64)
         fans_sql = f"list_value({', '.join(f'fan{k}' for k in range(fan_speeds_rpm.shape[1]))})"

@@ -34,11 +34,27 @@ def from_timestamp(message: object, field: str) -> datetime | None:
     try:
         return stamp.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError, OSError) as exc:
-        raise InvalidArgument.for_field(
-            field,
-            f"is not a valid time (seconds={stamp.seconds}, nanos={stamp.nanos}): it must lie in years "
-            "1-9999 with nanos in 0..999999999, e.g. 2026-01-01T00:00:00Z",
-        ) from exc
+        raise _invalid_time(stamp, field) from exc
+
+
+# The seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the range a Timestamp may hold.
+_SECONDS_RANGE = (-62_135_596_800, 253_402_300_799)
+
+
+def timestamp_us(stamp: timestamp_pb2.Timestamp, field: str = "timestamp") -> int:
+    """A Timestamp as microseconds since the Unix epoch (nanos truncated, as ToDatetime does), or
+    INVALID_ARGUMENT for one outside what from_timestamp accepts."""
+    if not (_SECONDS_RANGE[0] <= stamp.seconds <= _SECONDS_RANGE[1] and 0 <= stamp.nanos <= 999_999_999):
+        raise _invalid_time(stamp, field)
+    return stamp.seconds * 1_000_000 + stamp.nanos // 1000
+
+
+def _invalid_time(stamp: timestamp_pb2.Timestamp, field: str) -> InvalidArgument:
+    return InvalidArgument.for_field(
+        field,
+        f"is not a valid time (seconds={stamp.seconds}, nanos={stamp.nanos}): it must lie in years "
+        "1-9999 with nanos in 0..999999999, e.g. 2026-01-01T00:00:00Z",
+    )
 
 
 def risk_level(value: int, field: str = "min_risk_level") -> RiskLevel:

@@ -1,18 +1,38 @@
-"""FleetService servicer: Status, ListMiners, GetMiner, UpsertMiner."""
+"""FleetService servicer: Status, ListMiners, GetMiner, UpsertMiner, Backup."""
 
 from __future__ import annotations
+
+import asyncio
+from datetime import datetime
 
 import grpc
 from mining.analytics.v1alpha1 import common_pb2, fleet_pb2, fleet_pb2_grpc
 
 from server.domain.active_models import ModelSummary
 from server.domain.fleet import Fleet, MinerView
+from server.ops.backup import Backups
 from server.transport.convert import miner_from_proto, risk_level, to_timestamp
 
 
 class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, backups: Backups | None = None) -> None:
         self._fleet = fleet
+        self._backups = backups
+
+    async def Backup(
+        self, request: fleet_pb2.BackupRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.BackupResponse:
+        if self._backups is None:
+            raise NotImplementedError
+        info = await asyncio.to_thread(self._backups.create, request.name)
+        return fleet_pb2.BackupResponse(
+            path=info.path,
+            samples=min(info.samples, 2**31 - 1),
+            miners=info.miners,
+            lstm_version=info.lstm_version,
+            autoencoder_version=info.autoencoder_version,
+            created_at=to_timestamp(datetime.fromisoformat(info.created_at)),
+        )
 
     async def Status(
         self, request: fleet_pb2.StatusRequest, context: grpc.aio.ServicerContext
@@ -24,8 +44,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             anomaly_threshold=status.autoencoder.threshold if status.autoencoder else 0.0,
             feature_columns=status.feature_columns,
             sequence_length=status.sequence_length,
-            lstm_model_info=_model_info(status.lstm),
-            autoencoder_info=_model_info(status.autoencoder),
+            lstm_model_info=_model_info(status.lstm, status.not_activated.get(1)),
+            autoencoder_info=_model_info(status.autoencoder, status.not_activated.get(2)),
             miners=status.counts.miners,
             samples=status.counts.samples,
             failure_events=status.counts.failure_events,
@@ -78,12 +98,21 @@ def miner_to_proto(view: MinerView) -> common_pb2.Miner:
         risk_score=score.risk_score if score else 0.0,
         risk_level=int(score.risk_level) if score else 0,
         is_anomaly=score.is_anomaly if score else False,
+        state=int(view.status.state),
+        state_reason=view.status.reason,
+        state_since=to_timestamp(view.status.since),
+        warnings=list(view.warnings),
     )
 
 
-def _model_info(summary: ModelSummary | None) -> fleet_pb2.ModelInfo:
+def _model_info(summary: ModelSummary | None, not_activated: tuple[str, str] | None) -> fleet_pb2.ModelInfo:
+    version, reason = not_activated or ("", "")
     if summary is None:
-        return fleet_pb2.ModelInfo(loaded=False)
+        return fleet_pb2.ModelInfo(loaded=False, not_activated_version=version, not_activated_reason=reason)
     return fleet_pb2.ModelInfo(
-        loaded=True, version=summary.version, trained_at=to_timestamp(summary.trained_at)
+        loaded=True,
+        version=summary.version,
+        trained_at=to_timestamp(summary.trained_at),
+        not_activated_version=version,
+        not_activated_reason=reason,
     )

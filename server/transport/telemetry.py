@@ -1,4 +1,4 @@
-"""TelemetryService servicer: WriteMetrics, IngestMetrics, RecordFailure, ListFailures,
+"""TelemetryService servicer: WriteMetrics, IngestMetrics, RecordFailure, RecordRepair, ListFailures,
 SetPlannedState, RecordFeedback."""
 
 from __future__ import annotations
@@ -10,25 +10,48 @@ import numpy as np
 from mining.analytics.v1alpha1 import telemetry_pb2, telemetry_pb2_grpc
 
 from server.domain.feedback import Feedback, FeedbackLog
-from server.domain.ingest import COLUMN_COUNTERS, COLUMN_METRICS, ColumnInput, Ingest, SampleInput
+from server.domain.ingest import (
+    COLUMN_COUNTERS,
+    COLUMN_METRICS,
+    IDENTITY_FIELDS,
+    TS_MISSING,
+    ColumnInput,
+    Ingest,
+)
 from server.errors import InvalidArgument
 from server.records import BoardReading, FailureEvent, PlannedState
-from server.transport.convert import from_timestamp, optional, to_timestamp
+from server.transport.convert import from_timestamp, optional, timestamp_us, to_timestamp
 
 
-def sample_inputs(request: telemetry_pb2.WriteMetricsRequest) -> list[SampleInput]:
-    """Row samples, then column samples, as plain inputs."""
-    inputs = [
-        SampleInput(
-            miner_id=s.miner_id,
-            timestamp=from_timestamp(s, "timestamp"),
-            hashrate_ths=optional(s, "hashrate_ths"),
-            temperature_c=optional(s, "temperature_c"),
-            fan_speed_rpm=optional(s, "fan_speed_rpm"),
-            power_w=optional(s, "power_w"),
-            accepted_shares=optional(s, "accepted_shares"),
-            rejected_shares=optional(s, "rejected_shares"),
-            boards=tuple(
+def sample_columns(request: telemetry_pb2.WriteMetricsRequest) -> ColumnInput:
+    """The request's samples, rows first and then columns, as one ColumnInput (the only conversion).
+
+    Decodes each form's encoding: an unset row field and a column's NaN or -1 become NaN (missing); a
+    row's NaN is marked as sent, for validation to refuse.
+    """
+    rows = request.samples
+    if not rows and request.HasField("columns"):
+        return _columns_only(request.columns)
+    n_rows = len(rows)
+    columns = request.columns if request.HasField("columns") else None
+    n_columns = _check_column_lengths(columns) if columns is not None else 0
+    miner_id = np.empty(n_rows + n_columns, dtype=object)
+    ts_us = np.empty(n_rows + n_columns, dtype=np.int64)
+    metrics = {name: np.full(n_rows + n_columns, np.nan) for name in (*COLUMN_METRICS, *COLUMN_COUNTERS)}
+    boards: list[tuple[BoardReading, ...]] = []
+    fans: list[tuple[float, ...]] = []
+    identity = {name: np.full(n_rows + n_columns, "", dtype=object) for name in IDENTITY_FIELDS}
+    nan_sent: dict[str, np.ndarray] = {}  # metric -> (N,) bool
+    for i, s in enumerate(rows):
+        miner_id[i] = s.miner_id
+        ts_us[i] = timestamp_us(s.timestamp) if s.HasField("timestamp") else TS_MISSING
+        for name, column in metrics.items():
+            if s.HasField(name):
+                value = column[i] = getattr(s, name)
+                if value != value:  # a NaN sent as a row's value is refused, not read as missing
+                    nan_sent.setdefault(name, np.zeros(n_rows + n_columns, dtype=bool))[i] = True
+        boards.append(
+            tuple(
                 BoardReading(
                     index=b.index,
                     hashrate_ths=optional(b, "hashrate_ths"),
@@ -36,17 +59,30 @@ def sample_inputs(request: telemetry_pb2.WriteMetricsRequest) -> list[SampleInpu
                     chip_temperature_c=optional(b, "chip_temperature_c"),
                 )
                 for b in s.boards
-            ),
-            fan_speeds_rpm=tuple(s.fan_speeds_rpm),
-            hardware_model=s.hardware_model,
-            serial=s.serial,
-            mac=s.mac,
+            )
         )
-        for s in request.samples
-    ]
-    if request.HasField("columns"):
-        inputs.extend(_column_inputs(request.columns, offset=len(inputs)))
-    return inputs
+        fans.append(tuple(s.fan_speeds_rpm))
+        for name, values in identity.items():
+            values[i] = getattr(s, name)
+    if columns is not None:
+        tail = _columns_only(columns)
+        miner_id[n_rows:] = tail.miner_id
+        ts_us[n_rows:] = tail.ts_us
+        for name, column in metrics.items():
+            column[n_rows:] = tail.metrics[name]
+        boards.extend(() for _ in range(n_columns))
+        fans.extend(() for _ in range(n_columns))
+    return ColumnInput(
+        miner_id=miner_id,
+        ts_us=ts_us,
+        metrics=metrics,
+        rows=n_rows,
+        batch_field="samples",
+        nan_sent=nan_sent,
+        boards=boards if any(boards) else None,
+        fan_speeds_rpm=fans if any(fans) else None,
+        identity=identity if any(values.any() for values in identity.values()) else None,
+    )
 
 
 def _check_column_lengths(columns: telemetry_pb2.MetricColumns) -> int:
@@ -62,51 +98,36 @@ def _check_column_lengths(columns: telemetry_pb2.MetricColumns) -> int:
     return n
 
 
-def column_input(columns: telemetry_pb2.MetricColumns) -> ColumnInput:
+# Epoch milliseconds that still fit in int64 microseconds; a time beyond them is far out of range anyway.
+_MS_LIMITS = (TS_MISSING // 1000 + 1, np.iinfo(np.int64).max // 1000)
+
+
+def _columns_only(columns: telemetry_pb2.MetricColumns) -> ColumnInput:
     """Column samples as numpy arrays, without a per-sample Python object (the fast path)."""
     n = _check_column_lengths(columns)
 
-    def array(name: str, dtype: type) -> np.ndarray | None:
+    def metric(name: str) -> np.ndarray:
         values = getattr(columns, name)
-        return np.fromiter(values, dtype=dtype, count=n) if len(values) else None
+        if not len(values):
+            return np.full(n, np.nan)
+        return np.fromiter(values, dtype=np.float64, count=n)  # NaN marks a missing reading
 
+    def counter(name: str) -> np.ndarray:
+        values = getattr(columns, name)
+        if not len(values):
+            return np.full(n, np.nan)
+        counts = np.fromiter(values, dtype=np.int64, count=n)
+        return np.where(counts == -1, np.nan, counts.astype(np.float64))  # -1 marks a missing counter
+
+    ts_ms = np.fromiter(columns.timestamp_ms, dtype=np.int64, count=n)
     return ColumnInput(
         miner_id=np.array(columns.miner_id, dtype=object),
-        timestamp_ms=np.fromiter(columns.timestamp_ms, dtype=np.int64, count=n),
-        metrics={name: array(name, np.float64) for name in COLUMN_METRICS},
-        counters={name: array(name, np.int64) for name in COLUMN_COUNTERS},
+        ts_us=np.clip(ts_ms, *_MS_LIMITS) * 1000,
+        metrics={
+            **{name: metric(name) for name in COLUMN_METRICS},
+            **{name: counter(name) for name in COLUMN_COUNTERS},
+        },
     )
-
-
-def _column_inputs(columns: telemetry_pb2.MetricColumns, offset: int) -> list[SampleInput]:
-    from datetime import UTC, datetime
-
-    n = _check_column_lengths(columns)
-
-    def metric(name: str, i: int) -> float | None:
-        values = getattr(columns, name)
-        if not values:
-            return None
-        value = values[i]
-        return None if value != value else value  # NaN marks a missing reading
-
-    def counter(name: str, i: int) -> int | None:
-        values = getattr(columns, name)
-        return None if not values or values[i] == -1 else values[i]
-
-    return [
-        SampleInput(
-            miner_id=columns.miner_id[i],
-            timestamp=datetime.fromtimestamp(columns.timestamp_ms[i] / 1000, UTC),
-            hashrate_ths=metric("hashrate_ths", i),
-            temperature_c=metric("temperature_c", i),
-            fan_speed_rpm=metric("fan_speed_rpm", i),
-            power_w=metric("power_w", i),
-            accepted_shares=counter("accepted_shares", i),
-            rejected_shares=counter("rejected_shares", i),
-        )
-        for i in range(n)
-    ]
 
 
 class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
@@ -117,11 +138,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     async def WriteMetrics(
         self, request: telemetry_pb2.WriteMetricsRequest, context: grpc.aio.ServicerContext
     ) -> telemetry_pb2.WriteMetricsResponse:
-        if request.HasField("columns") and not request.samples:
-            # Columns only: the vectorised fast path (a batch mixing rows and columns takes the row path).
-            result = await self._ingest.write_columns(column_input(request.columns))
-        else:
-            result = await self._ingest.write(sample_inputs(request))
+        result = await self._ingest.write(sample_columns(request))
         return telemetry_pb2.WriteMetricsResponse(
             written=result.written,
             duplicates=result.duplicates,
@@ -150,6 +167,14 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             request.mode,
             from_timestamp(request, "repaired_at"),
             request.note,
+        )
+        return failure_to_proto(event)
+
+    async def RecordRepair(
+        self, request: telemetry_pb2.RecordRepairRequest, context: grpc.aio.ServicerContext
+    ) -> telemetry_pb2.FailureEvent:
+        event = await self._ingest.record_repair(
+            request.event_id, from_timestamp(request, "repaired_at"), request.note
         )
         return failure_to_proto(event)
 
@@ -202,6 +227,7 @@ def failure_to_proto(event: FailureEvent) -> telemetry_pb2.FailureEvent:
         source=int(event.source),
         repaired_at=to_timestamp(event.repaired_at),
         note=event.note,
+        repair_source=int(event.repair_source),
     )
 
 

@@ -55,3 +55,107 @@ def fake_server() -> Iterator[FakeServer]:
     server = start_fake_server()
     yield server
     server.stop()
+
+
+def cli_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("MFH_")}
+    environment.pop("NO_COLOR", None)
+    environment.update(env or {})
+    return environment
+
+
+def run_cli_into_closed_pipe(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Runs the CLI with stdout on a pipe whose reader has already gone (`| head -0`)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "clients.cli", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=REPO_ROOT,
+            env=cli_environment(env),
+        )
+    finally:
+        os.close(write_end)
+
+
+class Terminal:
+    """The CLI on a pseudo-terminal (stdin, stdout and stderr), as a person runs it."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import fcntl
+        import pty
+        import struct
+        import termios
+
+        self._master, replica = pty.openpty()
+        # A new pseudo-terminal is 0 x 0; progress bars draw nothing that narrow.
+        fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        environment = cli_environment({"TERM": "xterm-256color", "COLUMNS": "120", **(env or {})})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "clients.cli", *args],
+            stdin=replica,
+            stdout=replica,
+            stderr=replica,
+            cwd=REPO_ROOT,
+            env=environment,
+            close_fds=True,
+        )
+        os.close(replica)
+        self.output = b""
+
+    def read_until(self, text: bytes, timeout: float = 60) -> bytes:
+        """Reads until `text` appears (or the program ends); returns all output so far."""
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{text!r} never came; output so far: {self.output!r}"
+            ready, _, _ = select.select([self._master], [], [], remaining)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:  # EIO: the program closed the terminal
+                chunk = b""
+            if not chunk:
+                break
+            self.output += chunk
+        return self.output
+
+    def write(self, data: bytes) -> None:
+        os.write(self._master, data)
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """Waits for the program; returns its exit code and everything it printed."""
+        self._drain(timeout)
+        code = self.process.wait(timeout)
+        os.close(self._master)
+        return code, self.output.decode(errors="replace")
+
+    def _drain(self, timeout: float) -> None:
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self._master], [], [], 0.5)
+            if not ready:
+                if self.process.poll() is not None:
+                    return
+                continue
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.output += chunk

@@ -260,6 +260,26 @@ BOS_TUNERSTATUS = {
     "id": 1,
 }
 
+# Braiins OS names the model in devdetails, once per hash board.
+BOS_DEVDETAILS = {
+    "STATUS": status("Device Details", BOS_DESCRIPTION),
+    "DEVDETAILS": [
+        {
+            "DEVDETAILS": i,
+            "Name": "BC5",
+            "ID": board_id,
+            "Driver": "bitmain",
+            "Kernel": "",
+            "Model": "Bitmain Antminer S9",
+            "Device Path": "",
+            "Chips": 63,
+            "Cores": 7560,
+        }
+        for i, board_id in enumerate((6, 7, 8))
+    ],
+    "id": 1,
+}
+
 # -- Whatsminer M30S (btminer): MH/s, Power and fans in summary, boards by Slot in devs -------------
 
 WM_SUMMARY = {
@@ -323,6 +343,32 @@ WM_DEVS = {
 }
 
 
+# btminer names the model with its board variant after an underscore.
+WM_DEVDETAILS = {
+    "STATUS": status("Device Details", "btminer"),
+    "DEVDETAILS": [
+        {
+            "DEVDETAILS": slot,
+            "Name": "SM",
+            "ID": slot,
+            "Driver": "bitmicro",
+            "Kernel": "",
+            "Model": "M30S_VE10",
+        }
+        for slot in (0, 1, 2)
+    ],
+    "id": 1,
+}
+# API 2 firmware: get_version answers in btminer's own shape (Msg is an object), no login needed.
+WM_GET_VERSION = {
+    "STATUS": "S",
+    "When": 1764072000,
+    "Code": 131,
+    "Msg": {"api_ver": "2.0.5", "fw_ver": "20230911.12.Rel", "platform": "H6OS", "miner_type": "M50S++_VK30"},
+    "Description": "",
+}
+
+
 def with_control_chars(reply: Mapping[str, Any]) -> bytes:
     """btminer sometimes puts raw control characters between tokens and inside strings."""
     return dumps(reply).replace(b'"Power Mode"', b'\x01"Power Mode"').replace(b"Normal", b"Nor\x02mal")
@@ -337,8 +383,13 @@ FIRMWARE_REPLIES: dict[str, dict[str, Reply]] = {
         "temps": dumps(BOS_TEMPS),
         "fans": dumps(BOS_FANS),
         "tunerstatus": dumps(BOS_TUNERSTATUS),
+        "devdetails": dumps(BOS_DEVDETAILS),
     },
-    "whatsminer": {"summary": with_control_chars(WM_SUMMARY), "devs": dumps(WM_DEVS)},
+    "whatsminer": {
+        "summary": with_control_chars(WM_SUMMARY),
+        "devs": dumps(WM_DEVS),
+        "devdetails": dumps(WM_DEVDETAILS),
+    },
 }
 
 INVALID_COMMAND = dumps(

@@ -8,6 +8,7 @@ on demand, a stream that breaks mid-way, rich error details) and record what the
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -56,12 +57,15 @@ class Script:
     """What the fake answers, and what it saw."""
 
     unavailable_first: int = 0
+    watch_hangs: bool = False  # WatchTrainJob sends one snapshot, then nothing until cancelled
     calls: list[str] = field(default_factory=list)
     metadata: list[dict[str, str]] = field(default_factory=list)
     train_requests: list[training_pb2.TrainRequest] = field(default_factory=list)
     batches: list[telemetry_pb2.WriteMetricsRequest] = field(default_factory=list)
     failures: list[telemetry_pb2.RecordFailureRequest] = field(default_factory=list)
     subscriptions: list[scoring_pb2.SubscribeScoresRequest] = field(default_factory=list)
+    requests: list[Any] = field(default_factory=list)  # the other RPCs' requests, in order
+    active_model: str = "lstm-3"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def enter(self, name: str, context: grpc.ServicerContext) -> None:
@@ -81,6 +85,24 @@ class Fleet(fleet_pb2_grpc.FleetServiceServicer):
     def Status(self, request: Any, context: grpc.ServicerContext) -> fleet_pb2.StatusResponse:
         self.script.enter("Status", context)
         return fleet_pb2.StatusResponse(miners=3, server_version="fake")
+
+    def ListMiners(self, request: Any, context: grpc.ServicerContext) -> fleet_pb2.ListMinersResponse:
+        self.script.enter("ListMiners", context)
+        return fleet_pb2.ListMinersResponse(
+            miners=[
+                common_pb2.Miner(
+                    miner_id=f"10.0.0.{n}",
+                    hardware_model="Antminer S19 Pro",
+                    risk_score=risk,
+                    risk_level=level,
+                )
+                for n, risk, level in (
+                    (1, 0.91, common_pb2.CRITICAL),
+                    (2, 0.40, common_pb2.MEDIUM),
+                    (3, 0.05, common_pb2.LOW),
+                )
+            ]
+        )
 
     def GetMiner(self, request: Any, context: grpc.ServicerContext) -> common_pb2.Miner:
         self.script.enter("GetMiner", context)
@@ -103,6 +125,23 @@ class Scoring(scoring_pb2_grpc.ScoringServiceServicer):
         self.script.enter("PredictFailureRisk", context)
         context.abort_with_status(
             rich_status(code_pb2.FAILED_PRECONDITION, "no LSTM model is trained", "MODEL_NOT_TRAINED")
+        )
+
+    def ScoreFleet(self, request: Any, context: grpc.ServicerContext) -> scoring_pb2.ScoreFleetResponse:
+        self.script.enter("ScoreFleet", context)
+        self.script.requests.append(request)
+        scores = [
+            scoring_pb2.MinerScore(
+                miner_id=f"10.0.0.{n}",
+                risk_score=risk,
+                risk_level=level,
+                is_anomaly=n == 1,
+                anomaly_score=0.5,
+            )
+            for n, risk, level in ((1, 0.91, common_pb2.CRITICAL), (2, 0.6, common_pb2.HIGH), (3, 0.3, 1))
+        ]
+        return scoring_pb2.ScoreFleetResponse(
+            scores=scores[: request.top_k], miners_scored=3, miners_skipped=1, elapsed_ms=4.0
         )
 
     def SubscribeScores(
@@ -144,12 +183,42 @@ class Training(training_pb2_grpc.TrainingServiceServicer):
     def WatchTrainJob(self, request: Any, context: grpc.ServicerContext) -> Iterator[training_pb2.TrainJob]:
         self.script.enter("WatchTrainJob", context)
         yield self._job(training_pb2.JOB_STATE_RUNNING, 0)
+        if self.script.watch_hangs:
+            while context.is_active():
+                time.sleep(0.05)
+            return
         for epoch in (1, 2, 3):
             yield self._job(training_pb2.JOB_STATE_RUNNING, epoch)
         done = self._job(training_pb2.JOB_STATE_SUCCEEDED, 3)
         done.model_version, done.promoted = "lstm-fake-1", True
         done.metrics["val_roc_auc"] = 0.91
         yield done
+
+    def CancelTrainJob(self, request: Any, context: grpc.ServicerContext) -> training_pb2.TrainJob:
+        self.script.enter("CancelTrainJob", context)
+        self.script.requests.append(request)
+        return self._job(training_pb2.JOB_STATE_CANCELLED, 1)
+
+    def ListModels(self, request: Any, context: grpc.ServicerContext) -> training_pb2.ListModelsResponse:
+        self.script.enter("ListModels", context)
+        return training_pb2.ListModelsResponse(
+            models=[
+                training_pb2.ModelVersion(
+                    model_kind=common_pb2.LSTM,
+                    version=version,
+                    active=version == self.script.active_model,
+                    job_id=f"job-{version[-1]}",
+                    metrics={"val_roc_auc": auc},
+                )
+                for version, auc in (("lstm-3", 0.81), ("lstm-2", 0.79), ("lstm-1", 0.75))
+            ]
+        )
+
+    def ActivateModel(self, request: Any, context: grpc.ServicerContext) -> training_pb2.ModelVersion:
+        self.script.enter("ActivateModel", context)
+        self.script.requests.append(request)
+        self.script.active_model = request.version
+        return training_pb2.ModelVersion(model_kind=request.model_kind, version=request.version, active=True)
 
     @staticmethod
     def _job(state: int, epoch: int) -> training_pb2.TrainJob:
@@ -186,6 +255,33 @@ class Telemetry(telemetry_pb2_grpc.TelemetryServiceServicer):
         self.script.enter("RecordFailure", context)
         self.script.failures.append(request)
         return telemetry_pb2.FailureEvent(event_id="f-1", miner_id=request.miner_id, mode=request.mode)
+
+    def ListFailures(self, request: Any, context: grpc.ServicerContext) -> telemetry_pb2.ListFailuresResponse:
+        self.script.enter("ListFailures", context)
+        self.script.requests.append(request)
+        return telemetry_pb2.ListFailuresResponse(
+            failures=[
+                telemetry_pb2.FailureEvent(
+                    event_id=f"f-{n}",
+                    miner_id="10.0.0.1",
+                    mode=common_pb2.FAILURE_MODE_FAN,
+                    source=common_pb2.EVENT_SOURCE_MANUAL,
+                    note=f"ticket {n}",
+                )
+                for n in (2, 1)
+            ]
+        )
+
+    def RecordFeedback(self, request: Any, context: grpc.ServicerContext) -> telemetry_pb2.Feedback:
+        self.script.enter("RecordFeedback", context)
+        self.script.requests.append(request)
+        return telemetry_pb2.Feedback(
+            feedback_id="fb-1",
+            miner_id=request.miner_id,
+            verdict=request.verdict,
+            model_version=request.model_version or "lstm-3",
+            note=request.note,
+        )
 
 
 @dataclass

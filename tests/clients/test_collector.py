@@ -81,6 +81,8 @@ async def test_unreachable_miner_backs_off_exponentially_while_healthy_ones_are_
     await run_rounds(collector, clock, 21)  # t = 0..20
 
     assert healthy.commands["summary"] == 21
+    assert healthy.commands["devdetails"] == 1  # the model is asked once, then remembered
+    assert {r.hardware_model for r in sink.readings} == {"Antminer S9"}
     # Retries after 1, 2, 4, 8, 8 (capped) intervals: attempts at t = 0, 1, 3, 7, 15.
     assert dead.connections == 5
     assert [r.miner_id for r in sink.readings] == [healthy.target] * 21

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
-from mining.analytics.v1alpha1 import common_pb2
+from mining.analytics.v1alpha1 import common_pb2, training_pb2
 
 from clients.client import ClientError, FleetHealthClient
 from clients.collector import Collector, CollectorConfig, MinerTarget
 from clients.collector.sink import GrpcSink
-from tests.clients.conftest import MinerFactory, run_cli
+from tests.clients.conftest import MinerFactory, run_cli, run_cli_into_closed_pipe
 from tests.clients.fake_miners import FIRMWARE_REPLIES
 from tests.clients.test_cli import write_telemetry
 from tests.clients.test_collector import FakeClock
@@ -145,9 +147,13 @@ async def test_collector_writes_readings_and_reports_an_outage_once(
                 await asyncio.to_thread(client.write_metrics, [])
             assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED, caught.value
             pytest.skip("server does not implement WriteMetrics yet")
+        models = []
         for miner in miners:
             stored = await asyncio.to_thread(client.get_miner, miner.target)
             assert stored.sample_count == 1
+            models.append(stored.hardware_model)
+        # Each firmware's own replies name the model (stats, devdetails): none registers as "unknown".
+        assert models == ["Antminer S19 Pro", "Antminer S9", "Whatsminer M30S"]
 
         dead = miners[1]
         dead.mode = "close"
@@ -239,3 +245,81 @@ def test_watch_cli_prints_one_json_line_per_event(bare_server: ServerThread) -> 
         process.wait(30)
     assert all("heartbeat" in line for line in lines)
     assert all(isinstance(line["sequence"], str) for line in lines)  # uint64 prints as a string
+
+
+@pytest.mark.parametrize("command", ["status", "miners", "models", "failures", "fleet"])
+def test_commands_close_quietly_when_the_reader_has_gone(demo_server: ServerThread, command: str) -> None:
+    result = run_cli_into_closed_pipe("--target", target(demo_server), command)
+    # fleet answers FAILED_PRECONDITION before any model is trained: an error, still no traceback.
+    assert result.returncode == (1 if command == "fleet" else 0), result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+@pytest.fixture
+def patient_demo_server(tmp_path: Path) -> Iterator[ServerThread]:
+    """A demo-fleet server without early stopping: a long job runs until it is cancelled."""
+    server = start_server(tmp_path, train_patience=100_000)
+    yield server
+    server.stop()
+
+
+def cli_json(server: ServerThread, *args: str) -> Any:
+    result = run_cli("--target", target(server), "--json", *args, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_registry_fleet_and_labels_through_the_cli(patient_demo_server: ServerThread) -> None:
+    server = patient_demo_server
+    for seed in ("3", "4"):
+        job = cli_json(server, "train", "lstm", "--epochs", "1", "--seed", seed)
+        assert job["state"] == "JOB_STATE_SUCCEEDED"
+    versions = cli_json(server, "models", "lstm")
+    assert len(versions) == 2 and sum(v["active"] for v in versions) == 1
+    inactive = next(v["version"] for v in versions if not v["active"])
+    assert cli_json(server, "activate", "lstm", inactive)["version"] == inactive
+    assert [v["version"] for v in cli_json(server, "models", "lstm") if v["active"]] == [inactive]
+
+    fleet = cli_json(server, "fleet", "--top", "3")
+    risks = [score["risk_score"] for score in fleet["scores"]]
+    assert 0 < len(risks) <= 3 and risks == sorted(risks, reverse=True)
+    assert {score["model_version"] for score in fleet["scores"]} == {inactive}
+    miner_id = fleet["scores"][0]["miner_id"]
+
+    feedback = cli_json(server, "feedback", miner_id, "confirmed", "--note", "fan replaced")
+    assert (feedback["verdict"], feedback["model_version"]) == ("FEEDBACK_VERDICT_CONFIRMED", inactive)
+    recorded = cli_json(server, "failures", miner_id, "--record", "fan", "--note", "ticket 7")
+    listed = cli_json(server, "failures", miner_id)
+    assert recorded["event_id"] in [event["event_id"] for event in listed]
+    assert next(e for e in listed if e["event_id"] == recorded["event_id"])["note"] == "ticket 7"
+
+
+def test_ctrl_c_while_following_leaves_the_job_and_cancel_stops_it(patient_demo_server: ServerThread) -> None:
+    server = target(patient_demo_server)
+    command = [
+        sys.executable,
+        "-m",
+        "clients.cli",
+        "--target",
+        server,
+        "train",
+        "autoencoder",
+        "--epochs",
+        "10000",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with FleetHealthClient(server) as client:
+        deadline = time.monotonic() + 120
+        while not (jobs := client.list_train_jobs().jobs) or jobs[0].state != training_pb2.JOB_STATE_RUNNING:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        job_id = jobs[0].job_id
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130
+        assert client.get_train_job(job_id).state == training_pb2.JOB_STATE_RUNNING  # only following stopped
+    hint = f"cancel it with: mining-health --target {server} cancel {job_id}"
+    assert hint in stderr
+    cancelled = run_cli(*hint.removeprefix("cancel it with: mining-health ").split())
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"job {job_id}: CANCELLED"

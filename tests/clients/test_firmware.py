@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from clients.collector.collector import MinerTarget, read_miner
-from clients.collector.firmware import BoardReading, Firmware, Reading, number, sensor_max
+from clients.collector.firmware import BoardReading, Firmware, Reading, number, parse_model, sensor_max
 from tests.clients.conftest import MinerFactory
 from tests.clients.fake_miners import FIRMWARE_REPLIES, INVALID_COMMAND
 
@@ -72,6 +72,7 @@ async def test_braiins_os_maps_mhs_temps_fans_and_tuner_power(fake_miner: MinerF
     assert reading.temperature_c == 70.5
     assert reading.fan_speeds_rpm == [4380.0, 4320.0]
     assert reading.power_w == 1290.0  # ApproximateMinerPowerConsumption, not the 1350 W PowerLimit
+    assert reading.hardware_model == "Antminer S9"  # devdetails' "Bitmain Antminer S9"
 
 
 async def test_braiins_without_tunerstatus_keeps_power_missing(fake_miner: MinerFactory) -> None:
@@ -95,6 +96,46 @@ async def test_whatsminer_maps_summary_power_fans_and_slot_boards(fake_miner: Mi
     assert [b.hashrate_ths for b in reading.boards] == pytest.approx([28.67, 28.69, 28.65])
     assert reading.temperature_c == 81.0
     assert (reading.accepted_shares, reading.rejected_shares) == (1234, 5)
+    assert reading.hardware_model == "Whatsminer M30S"  # devdetails' "M30S_VE10"
+
+
+async def test_whatsminer_without_a_model_in_devdetails_asks_get_version(fake_miner: MinerFactory) -> None:
+    from tests.clients.fake_miners import WM_GET_VERSION, dumps
+
+    reading = await read(
+        fake_miner, "whatsminer", devdetails=INVALID_COMMAND, get_version=dumps(WM_GET_VERSION)
+    )
+    assert reading.hardware_model == "Whatsminer M50S++"
+
+
+async def test_a_firmware_that_names_no_model_leaves_it_empty(fake_miner: MinerFactory) -> None:
+    reading = await read(fake_miner, "braiins", devdetails=INVALID_COMMAND)
+    assert reading.hardware_model == ""  # the server registers it as "unknown"
+    assert reading.hashrate_ths == pytest.approx(13.99)
+
+
+async def test_a_model_learnt_earlier_is_not_asked_again(fake_miner: MinerFactory) -> None:
+    miner = await fake_miner(FIRMWARE_REPLIES["whatsminer"])
+    target = MinerTarget("127.0.0.1", miner.port)
+    reading = await read_miner(target, timeout=5, now=POLLED_AT, hardware_model="Whatsminer M30S")
+    assert reading.hardware_model == "Whatsminer M30S" and miner.commands["devdetails"] == 0
+
+
+@pytest.mark.parametrize(
+    ("firmware", "reply", "model"),
+    [
+        (Firmware.BRAIINS, {"DEVDETAILS": [{"Model": "Bitmain Antminer S19j Pro"}]}, "Antminer S19j Pro"),
+        (Firmware.BRAIINS, {"DEVDETAILS": [{"Model": ""}, {"Model": "Antminer S9"}]}, "Antminer S9"),
+        (Firmware.WHATSMINER, {"DEVDETAILS": [{"Model": "M30S+_VE40"}]}, "Whatsminer M30S+"),
+        (Firmware.WHATSMINER, {"Msg": {"miner_type": "M60S"}}, "Whatsminer M60S"),
+        (Firmware.WHATSMINER, {"DEVDETAILS": [{"Name": "SM"}]}, ""),
+        (Firmware.BRAIINS, {"Msg": "invalid cmd"}, ""),
+    ],
+)
+def test_parse_model_reads_each_firmwares_naming(
+    firmware: Firmware, reply: dict[str, object], model: str
+) -> None:
+    assert parse_model(firmware, reply) == model
 
 
 @pytest.mark.parametrize(

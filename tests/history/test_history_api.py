@@ -43,8 +43,8 @@ def _sample(miner_id: str, at: datetime, hashrate: float, accepted: int) -> dict
 
 @pytest.fixture(scope="module")
 def history_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack whose retention rolls up raw samples older than 5 days every second (only the
-    hand-written old miner has any), with both models trained through REST."""
+    """A stack whose retention rolls up raw samples more than 5 days older than their miner's newest
+    every second (only the hand-written old miner has any), with both models trained through REST."""
     running = start_stack(
         Path(tmp_path_factory.mktemp("history-api")), raw_retention_days=5.0, retention_interval_s=1.0
     )
@@ -150,6 +150,8 @@ def test_roll_ups_answer_past_raw_retention(history_stack: Stack) -> None:
     samples = [
         _sample(miner, base + timedelta(seconds=STEP * i), 100.0 + (i % 12), 10 * i) for i in range(48)
     ]
+    # Retention counts from the miner's newest sample: a recent one puts the old ones 10 days past it.
+    samples.append(_sample(miner, datetime.now(UTC) - timedelta(minutes=5), 100.0, 1000))
     assert stack.rest("POST", "/api/advanced/metrics", {"samples": samples}).status == 200
     window = {"start": _iso(base), "end": _iso(base + timedelta(hours=4)), "step": 3600}
 
@@ -198,6 +200,9 @@ def test_risk_history_follows_new_windows_and_not_predictions(history_stack: Sta
     times = [p["time"] for p in points]
     assert times == sorted(times) and times[-1] == sample["timestamp"]
     assert points[-1]["model_version"] == lstm
+    month = _query(start=_iso(datetime.now(UTC) - timedelta(days=30)))  # only start: end is now
+    reply = stack.rest("GET", f"/api/advanced/miners/{DEMO_MINER}/risk-history{month}")
+    assert reply.json()["points"] == points
 
 
 def test_events_timeline_lists_failures_planned_states_and_feedback_in_order(history_stack: Stack) -> None:

@@ -182,3 +182,41 @@ def test_unknown_miners_without_auto_registration_are_listed_by_index(
     assert "unknown miner '10.5.7.9' and auto-registration is off" in caught.value.details()
     assert violations(caught.value) == ("INVALID_SAMPLES", ["columns.miner_id[1]", "columns.miner_id[3]"])
     assert server.app.store.read_samples("10.5.7.1") == []
+
+
+def test_a_batch_of_rows_and_columns_names_each_bad_value_where_it_was_sent(
+    server: ServerThread, telemetry: telemetry_pb2_grpc.TelemetryServiceStub
+) -> None:
+    # One pipeline for both forms: a row's field is samples[i].<field>, a column's columns.<field>[j]
+    # (before, a mixed batch named its column samples as rows past the last row).
+    request = columns(["10.5.8.1", "10.5.8.1"], [2, 3], power_w=[3200.0, -5.0])
+    request.samples.extend([metric("10.5.8.1", 0), metric("10.5.8.1", 1, temperature_c=-300.0)])
+    with pytest.raises(grpc.RpcError) as caught:
+        telemetry.WriteMetrics(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(caught.value) == ("INVALID_SAMPLES", ["samples[1].temperature_c", "columns.power_w[1]"])
+    assert server.app.store.get_miner("10.5.8.1") is None
+
+
+def test_a_batch_of_rows_and_columns_stores_both_with_the_rows_extras(
+    server: ServerThread, telemetry: telemetry_pb2_grpc.TelemetryServiceStub
+) -> None:
+    request = columns(["10.5.9.1", "10.5.9.2"], [1, 0], accepted_shares=[-1, 7])
+    request.samples.append(
+        metric(
+            "10.5.9.1",
+            0,
+            fan_speeds_rpm=[4000.0, 13_000.0],
+            serial="SN-MIXED-1",
+            hardware_model="Antminer S21",
+        )
+    )
+    ack = telemetry.WriteMetrics(request)
+    assert (ack.written, ack.duplicates, ack.miners_registered) == (3, 0, 2)
+    first, second = server.app.store.read_samples("SN-MIXED-1")
+    # The row keeps its per-fan speeds (one above 12,000 RPM: flagged); the column's -1 is missing.
+    assert (first.fan_speeds_rpm, first.quality) == ((4000.0, 13_000.0), QUALITY_SENSOR_GLITCH)
+    assert (second.fan_speeds_rpm, second.accepted_shares, second.quality) == ((), None, QUALITY_PARTIAL)
+    miner = server.app.store.get_miner("10.5.9.1")
+    assert miner is not None and (miner.hardware_model, miner.serial) == ("Antminer S21", "SN-MIXED-1")
+    assert server.app.store.read_samples("10.5.9.2")[0].accepted_shares == 7

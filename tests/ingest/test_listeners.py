@@ -6,13 +6,27 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+
+from server import auth
 from server.config import Settings
-from server.domain.ingest import Ingest, SampleInput
+from server.domain.ingest import ColumnInput, Ingest
 from server.store import Store
 
 
-def reading(miner_id: str, ts: datetime) -> SampleInput:
-    return SampleInput(miner_id, ts, 100.0, 70.0, 4000.0, 3200.0, 1000, 5)
+def readings(*samples: tuple[str, datetime]) -> ColumnInput:
+    """Healthy readings of (miner_id, time) samples, as the transport hands them to Ingest."""
+    n = len(samples)
+    values = {"hashrate_ths": 100.0, "temperature_c": 70.0, "fan_speed_rpm": 4000.0, "power_w": 3200.0}
+    return ColumnInput(
+        miner_id=np.array([miner_id for miner_id, _ in samples], dtype=object),
+        ts_us=np.array([int(ts.timestamp() * 1_000_000) for _, ts in samples], dtype=np.int64),
+        metrics={
+            **{name: np.full(n, value) for name, value in values.items()},
+            "accepted_shares": np.full(n, 1000.0),
+            "rejected_shares": np.full(n, 5.0),
+        },
+    )
 
 
 def test_listeners_get_the_touched_miners_and_whether_the_batch_is_a_backfill(tmp_path: Path) -> None:
@@ -22,9 +36,10 @@ def test_listeners_get_the_touched_miners_and_whether_the_batch_is_a_backfill(tm
     ingest.add_listener(lambda miners, backfill: heard.append((miners, backfill)))
     now = datetime.now(UTC).replace(microsecond=0)
     try:
-        asyncio.run(ingest.write([reading("10.9.0.1", now - timedelta(minutes=5)), reading("10.9.0.2", now)]))
-        old = [reading("10.9.0.1", now - timedelta(hours=3, minutes=5 * step)) for step in range(3)]
-        asyncio.run(ingest.write(old))
+        with auth.acting_as(auth.SYSTEM):  # outside an RPC nothing may write unless it says who it is
+            asyncio.run(ingest.write(readings(("10.9.0.1", now - timedelta(minutes=5)), ("10.9.0.2", now))))
+            old = [("10.9.0.1", now - timedelta(hours=3, minutes=5 * step)) for step in range(3)]
+            asyncio.run(ingest.write(readings(*old)))
     finally:
         store.close()
     assert heard == [({"10.9.0.1", "10.9.0.2"}, False), ({"10.9.0.1"}, True)]

@@ -24,7 +24,7 @@ from mining.analytics.v1alpha1 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.domain.active_models import Loaded, ModelSummary
+from server.domain.active_models import ModelSummary, ServingModel
 from tests.harness import ServerThread, start_server
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -108,6 +108,16 @@ def test_staleness_and_planned_state_carry_site_and_hardware_model(server: Serve
     assert named(series, "mfh_miner_planned_state")[(labels[0], ("kind", "MAINTENANCE"), *labels[1:])] == 1
     assert series[("mfh_newest_sample_age_seconds", ())] >= 0
 
+    def temperature() -> float | None:
+        return named(scrape(server), "mfh_miner_reading").get(
+            (labels[0], labels[1], ("reading", "temperature"), labels[2])
+        )
+
+    deadline = time.monotonic() + 30  # the feature cache refreshes after ingestion, off the write path
+    while temperature() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert temperature() == 70.0
+
 
 def _fleet_collectors(server: ServerThread) -> list[object]:
     from server.ops.metrics import FleetCollector
@@ -139,13 +149,15 @@ def test_model_info_and_activation_time_follow_the_active_models(server: ServerT
     summary = ModelSummary(version="lstm-test-1", trained_at=trained, feature_columns=(), sequence_length=24)
     previous = models.lstm
     try:
-        models.set_lstm(Loaded(model=None, summary=summary))
+        models.set_lstm(ServingModel(model=None, summary=summary))
         series = scrape(server)
         assert named(series, "mfh_model_info")[(("kind", "lstm"), ("version", "lstm-test-1"))] == 1
         assert series[("mfh_model_trained_timestamp_seconds", (("kind", "lstm"),))] == trained.timestamp()
         activated = series[("mfh_model_activated_timestamp_seconds", (("kind", "lstm"),))]
         assert before <= activated <= time.time()
-        models.set_lstm(Loaded(model=None, summary=summary))  # the same version again: no new activation
+        models.set_lstm(
+            ServingModel(model=None, summary=summary)
+        )  # the same version again: no new activation
         again = scrape(server)[("mfh_model_activated_timestamp_seconds", (("kind", "lstm"),))]
         assert again == activated
     finally:
@@ -214,7 +226,7 @@ def test_per_miner_series_can_be_turned_off(tmp_path: Path) -> None:
         running.stop()
     names = {name for name, _ in series}
     per_miner = {"mfh_miner_risk_score", "mfh_miner_anomaly", "mfh_data_staleness_seconds"}
-    assert not names & (per_miner | {"mfh_miner_planned_state"})
+    assert not names & (per_miner | {"mfh_miner_planned_state", "mfh_miner_reading"})
     assert series[("mfh_per_miner_metrics_enabled", ())] == 0
     assert series[("mfh_miners_by_risk_level", (("level", "CRITICAL"),))] == 1
     assert series[("mfh_newest_sample_age_seconds", ())] >= 0

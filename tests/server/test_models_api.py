@@ -56,10 +56,30 @@ def test_detect_returns_the_documented_fields(trained_stack: Stack) -> None:
     assert body["features_analyzed"] == list(FEATURE_COLUMNS)
     assert all(isinstance(flag, bool) for flag in body["is_anomaly"])
     assert [w["is_anomaly"] for w in body["windows"]] == body["is_anomaly"]
-    assert [w["score"] > body["threshold"] for w in body["windows"]] == body["is_anomaly"]
+    # The decision: deviates from the miner's own baseline (k of n) and is not suppressed as context.
+    assert [
+        w["deviates"] and w["suppression"] == "ANOMALY_SUPPRESSION_UNSPECIFIED" for w in body["windows"]
+    ] == (body["is_anomaly"])
+    assert body["decision_scores"] == [w["decision_score"] for w in body["windows"]]
+    assert body["decision_threshold"] == 4.0
+    assert body["threshold"] == body["windows"][-1]["window_threshold"]
+    assert body["site"] == "demo-row-1" and isinstance(body["site_events"], list)
     ends = [w["window_end"] for w in body["windows"]]
     assert ends == sorted(ends)
     assert all(0.0 <= w["confidence"] <= 1.0 for w in body["windows"])
+
+
+def test_the_demo_miner_is_flagged_as_its_fan_fails_and_context_explains_the_rest(trained_stack: Stack) -> None:
+    body = trained_stack.rest("GET", "/api/advanced/detect/anomalies/192.168.1.100").json()
+    windows = body["windows"]
+    # its fan slows over its last 18 h (temperature +12 C by the end): flagged at the end, not a day ago
+    assert all(w["is_anomaly"] for w in windows[-6:]), [w["decision_score"] for w in windows[-6:]]
+    assert not any(w["is_anomaly"] for w in windows[:24])
+    assert {"temperature", "fan_speed", "temperature_trend"} & set(windows[-1]["top_features"])
+    # every window that deviates but is not an anomaly says why
+    for w in windows:
+        if w["deviates"] and not w["is_anomaly"]:
+            assert w["suppression"] != "ANOMALY_SUPPRESSION_UNSPECIFIED"
 
 
 def test_detect_range_beyond_seven_days_is_invalid(trained_stack: Stack) -> None:

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mining.analytics.v1alpha1 import common_pb2 as mining_dot_analytics_dot_v1alpha1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mining/analytics/v1alpha1/fleet.proto\x12\x19mining.analytics.v1alpha1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&mining/analytics/v1alpha1/common.proto\"\x0f\n\rStatusRequest\"\\\n\tModelInfo\x12\x0e\n\x06loaded\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12.\n\ntrained_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcb\x03\n\x0eStatusResponse\x12\x12\n\nlstm_model\x18\x01 \x01(\x08\x12\x13\n\x0b\x61utoencoder\x18\x02 \x01(\x08\x12\x19\n\x11\x61nomaly_threshold\x18\x03 \x01(\x01\x12\x17\n\x0f\x66\x65\x61ture_columns\x18\x04 \x03(\t\x12\x17\n\x0fsequence_length\x18\x05 \x01(\x05\x12=\n\x0flstm_model_info\x18\x06 \x01(\x0b\x32$.mining.analytics.v1alpha1.ModelInfo\x12>\n\x10\x61utoencoder_info\x18\x07 \x01(\x0b\x32$.mining.analytics.v1alpha1.ModelInfo\x12\x0e\n\x06miners\x18\x08 \x01(\x05\x12\x0f\n\x07samples\x18\t \x01(\x03\x12\x16\n\x0e\x66\x61ilure_events\x18\n \x01(\x05\x12.\n\ndata_start\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x61ta_end\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rhorizon_hours\x18\r \x01(\x05\x12\x16\n\x0eserver_version\x18\x0e \x01(\t\"\x9e\x01\n\x11ListMinersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12<\n\x0emin_risk_level\x18\x03 \x01(\x0e\x32$.mining.analytics.v1alpha1.RiskLevel\x12\x16\n\x0ehardware_model\x18\x04 \x01(\t\x12\x0c\n\x04site\x18\x05 \x01(\t\"n\n\x12ListMinersResponse\x12\x30\n\x06miners\x18\x01 \x03(\x0b\x32 .mining.analytics.v1alpha1.Miner\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x05\"#\n\x0fGetMinerRequest\x12\x10\n\x08miner_id\x18\x01 \x01(\t\"E\n\x12UpsertMinerRequest\x12/\n\x05miner\x18\x01 \x01(\x0b\x32 .mining.analytics.v1alpha1.Miner2\xb0\x04\n\x0c\x46leetService\x12{\n\x06Status\x12(.mining.analytics.v1alpha1.StatusRequest\x1a).mining.analytics.v1alpha1.StatusResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/advanced/status\x12\x87\x01\n\nListMiners\x12,.mining.analytics.v1alpha1.ListMinersRequest\x1a-.mining.analytics.v1alpha1.ListMinersResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/advanced/miners\x12\x81\x01\n\x08GetMiner\x12*.mining.analytics.v1alpha1.GetMinerRequest\x1a .mining.analytics.v1alpha1.Miner\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/api/advanced/miners/{miner_id}\x12\x94\x01\n\x0bUpsertMiner\x12-.mining.analytics.v1alpha1.UpsertMinerRequest\x1a .mining.analytics.v1alpha1.Miner\"4\x82\xd3\xe4\x93\x02.\x1a%/api/advanced/miners/{miner.miner_id}:\x05minerB-Z+mining/analytics/v1alpha1;analyticsv1alpha1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mining/analytics/v1alpha1/fleet.proto\x12\x19mining.analytics.v1alpha1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&mining/analytics/v1alpha1/common.proto\"\x0f\n\rStatusRequest\"\x99\x01\n\tModelInfo\x12\x0e\n\x06loaded\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12.\n\ntrained_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15not_activated_version\x18\x04 \x01(\t\x12\x1c\n\x14not_activated_reason\x18\x05 \x01(\t\"\xcb\x03\n\x0eStatusResponse\x12\x12\n\nlstm_model\x18\x01 \x01(\x08\x12\x13\n\x0b\x61utoencoder\x18\x02 \x01(\x08\x12\x19\n\x11\x61nomaly_threshold\x18\x03 \x01(\x01\x12\x17\n\x0f\x66\x65\x61ture_columns\x18\x04 \x03(\t\x12\x17\n\x0fsequence_length\x18\x05 \x01(\x05\x12=\n\x0flstm_model_info\x18\x06 \x01(\x0b\x32$.mining.analytics.v1alpha1.ModelInfo\x12>\n\x10\x61utoencoder_info\x18\x07 \x01(\x0b\x32$.mining.analytics.v1alpha1.ModelInfo\x12\x0e\n\x06miners\x18\x08 \x01(\x05\x12\x0f\n\x07samples\x18\t \x01(\x03\x12\x16\n\x0e\x66\x61ilure_events\x18\n \x01(\x05\x12.\n\ndata_start\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x61ta_end\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rhorizon_hours\x18\r \x01(\x05\x12\x16\n\x0eserver_version\x18\x0e \x01(\t\"\x9e\x01\n\x11ListMinersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12<\n\x0emin_risk_level\x18\x03 \x01(\x0e\x32$.mining.analytics.v1alpha1.RiskLevel\x12\x16\n\x0ehardware_model\x18\x04 \x01(\t\x12\x0c\n\x04site\x18\x05 \x01(\t\"n\n\x12ListMinersResponse\x12\x30\n\x06miners\x18\x01 \x03(\x0b\x32 .mining.analytics.v1alpha1.Miner\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x05\"#\n\x0fGetMinerRequest\x12\x10\n\x08miner_id\x18\x01 \x01(\t\"E\n\x12UpsertMinerRequest\x12/\n\x05miner\x18\x01 \x01(\x0b\x32 .mining.analytics.v1alpha1.Miner\"\x1d\n\rBackupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xa2\x01\n\x0e\x42\x61\x63kupResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07samples\x18\x02 \x01(\x05\x12\x0e\n\x06miners\x18\x03 \x01(\x05\x12\x14\n\x0clstm_version\x18\x04 \x01(\t\x12\x1b\n\x13\x61utoencoder_version\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb0\x05\n\x0c\x46leetService\x12{\n\x06Status\x12(.mining.analytics.v1alpha1.StatusRequest\x1a).mining.analytics.v1alpha1.StatusResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/advanced/status\x12\x87\x01\n\nListMiners\x12,.mining.analytics.v1alpha1.ListMinersRequest\x1a-.mining.analytics.v1alpha1.ListMinersResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/advanced/miners\x12\x81\x01\n\x08GetMiner\x12*.mining.analytics.v1alpha1.GetMinerRequest\x1a .mining.analytics.v1alpha1.Miner\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/api/advanced/miners/{miner_id}\x12\x94\x01\n\x0bUpsertMiner\x12-.mining.analytics.v1alpha1.UpsertMinerRequest\x1a .mining.analytics.v1alpha1.Miner\"4\x82\xd3\xe4\x93\x02.\x1a%/api/advanced/miners/{miner.miner_id}:\x05miner\x12~\n\x06\x42\x61\x63kup\x12(.mining.analytics.v1alpha1.BackupRequest\x1a).mining.analytics.v1alpha1.BackupResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/advanced/backup:\x01*B-Z+mining/analytics/v1alpha1;analyticsv1alpha1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,20 +44,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLEETSERVICE'].methods_by_name['GetMiner']._serialized_options = b'\202\323\344\223\002!\022\037/api/advanced/miners/{miner_id}'
   _globals['_FLEETSERVICE'].methods_by_name['UpsertMiner']._loaded_options = None
   _globals['_FLEETSERVICE'].methods_by_name['UpsertMiner']._serialized_options = b'\202\323\344\223\002.\032%/api/advanced/miners/{miner.miner_id}:\005miner'
+  _globals['_FLEETSERVICE'].methods_by_name['Backup']._loaded_options = None
+  _globals['_FLEETSERVICE'].methods_by_name['Backup']._serialized_options = b'\202\323\344\223\002\031\"\024/api/advanced/backup:\001*'
   _globals['_STATUSREQUEST']._serialized_start=171
   _globals['_STATUSREQUEST']._serialized_end=186
-  _globals['_MODELINFO']._serialized_start=188
-  _globals['_MODELINFO']._serialized_end=280
-  _globals['_STATUSRESPONSE']._serialized_start=283
-  _globals['_STATUSRESPONSE']._serialized_end=742
-  _globals['_LISTMINERSREQUEST']._serialized_start=745
-  _globals['_LISTMINERSREQUEST']._serialized_end=903
-  _globals['_LISTMINERSRESPONSE']._serialized_start=905
-  _globals['_LISTMINERSRESPONSE']._serialized_end=1015
-  _globals['_GETMINERREQUEST']._serialized_start=1017
-  _globals['_GETMINERREQUEST']._serialized_end=1052
-  _globals['_UPSERTMINERREQUEST']._serialized_start=1054
-  _globals['_UPSERTMINERREQUEST']._serialized_end=1123
-  _globals['_FLEETSERVICE']._serialized_start=1126
-  _globals['_FLEETSERVICE']._serialized_end=1686
+  _globals['_MODELINFO']._serialized_start=189
+  _globals['_MODELINFO']._serialized_end=342
+  _globals['_STATUSRESPONSE']._serialized_start=345
+  _globals['_STATUSRESPONSE']._serialized_end=804
+  _globals['_LISTMINERSREQUEST']._serialized_start=807
+  _globals['_LISTMINERSREQUEST']._serialized_end=965
+  _globals['_LISTMINERSRESPONSE']._serialized_start=967
+  _globals['_LISTMINERSRESPONSE']._serialized_end=1077
+  _globals['_GETMINERREQUEST']._serialized_start=1079
+  _globals['_GETMINERREQUEST']._serialized_end=1114
+  _globals['_UPSERTMINERREQUEST']._serialized_start=1116
+  _globals['_UPSERTMINERREQUEST']._serialized_end=1185
+  _globals['_BACKUPREQUEST']._serialized_start=1187
+  _globals['_BACKUPREQUEST']._serialized_end=1216
+  _globals['_BACKUPRESPONSE']._serialized_start=1219
+  _globals['_BACKUPRESPONSE']._serialized_end=1381
+  _globals['_FLEETSERVICE']._serialized_start=1384
+  _globals['_FLEETSERVICE']._serialized_end=2072
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
 from mining.analytics.v1alpha1 import common_pb2 as _common_pb2
 import builtins as _builtins
@@ -24,6 +25,46 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _AnomalySuppression:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AnomalySuppressionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnomalySuppression.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ANOMALY_SUPPRESSION_UNSPECIFIED: _AnomalySuppression.ValueType  # 0
+    """Not suppressed (the window is an anomaly when it deviates)."""
+    ANOMALY_SUPPRESSION_PLANNED_STATE: _AnomalySuppression.ValueType  # 1
+    """The window ends inside a recorded planned state (curtailment, maintenance)."""
+    ANOMALY_SUPPRESSION_FAILURE_DOWNTIME: _AnomalySuppression.ValueType  # 2
+    """The window ends inside a recorded failure's downtime (failure to repair)."""
+    ANOMALY_SUPPRESSION_WARM_UP: _AnomalySuppression.ValueType  # 3
+    """Warm-up: within the warm-up period after a planned state ended, a repair, or a restart seen
+    in the telemetry (hashing resumed after idling), unless the restarts form a loop.
+    """
+    ANOMALY_SUPPRESSION_SITE_EVENT: _AnomalySuppression.ValueType  # 4
+    """The deviation began with a site event (a condition hitting a large share of the site at once):
+    reported once in site_events, not per miner.
+    """
+
+class AnomalySuppression(_AnomalySuppression, metaclass=_AnomalySuppressionEnumTypeWrapper):
+    """Why a window that deviates is not reported as an anomaly."""
+
+ANOMALY_SUPPRESSION_UNSPECIFIED: AnomalySuppression.ValueType  # 0
+"""Not suppressed (the window is an anomaly when it deviates)."""
+ANOMALY_SUPPRESSION_PLANNED_STATE: AnomalySuppression.ValueType  # 1
+"""The window ends inside a recorded planned state (curtailment, maintenance)."""
+ANOMALY_SUPPRESSION_FAILURE_DOWNTIME: AnomalySuppression.ValueType  # 2
+"""The window ends inside a recorded failure's downtime (failure to repair)."""
+ANOMALY_SUPPRESSION_WARM_UP: AnomalySuppression.ValueType  # 3
+"""Warm-up: within the warm-up period after a planned state ended, a repair, or a restart seen
+in the telemetry (hashing resumed after idling), unless the restarts form a loop.
+"""
+ANOMALY_SUPPRESSION_SITE_EVENT: AnomalySuppression.ValueType  # 4
+"""The deviation began with a site event (a condition hitting a large share of the site at once):
+reported once in site_events, not per miner.
+"""
+Global___AnomalySuppression: _TypeAlias = AnomalySuppression  # noqa: Y015
 
 @_typing.final
 class PredictFailureRiskRequest(_message.Message):
@@ -208,19 +249,35 @@ class AnomalyWindow(_message.Message):
     IS_ANOMALY_FIELD_NUMBER: _builtins.int
     CONFIDENCE_FIELD_NUMBER: _builtins.int
     TOP_FEATURES_FIELD_NUMBER: _builtins.int
+    DECISION_SCORE_FIELD_NUMBER: _builtins.int
+    WINDOW_THRESHOLD_FIELD_NUMBER: _builtins.int
+    DEVIATES_FIELD_NUMBER: _builtins.int
+    SUPPRESSION_FIELD_NUMBER: _builtins.int
     score: _builtins.float
-    """Reconstruction error (MSE over the normalised window)."""
+    """Reconstruction error (MSE over the normalised window): the model's raw output."""
     is_anomaly: _builtins.bool
-    """Whether score is above the threshold."""
+    """The decision: the window deviates (decision_score >= decision_threshold in k of the last n
+    windows) and is not suppressed. Not "score > threshold" (see DetectAnomaliesResponse).
+    """
     confidence: _builtins.float
     """Fraction of healthy validation windows with a lower score, in [0, 1]."""
+    decision_score: _builtins.float
+    """Robust z-score of log(score) under the miner's own baseline of errors (its last days, without
+    context windows and without windows that deviated), minus the site's median z when positive.
+    """
+    window_threshold: _builtins.float
+    """The reconstruction error that decision_threshold corresponds to under this window's baseline."""
+    deviates: _builtins.bool
+    """decision_score reached decision_threshold in k of the last n windows (before suppression)."""
+    suppression: Global___AnomalySuppression.ValueType
+    """Why a deviating window is not an anomaly; UNSPECIFIED when it is not suppressed."""
     @_builtins.property
     def window_end(self) -> _timestamp_pb2.Timestamp:
         """Time of the window's last sample."""
 
     @_builtins.property
     def top_features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Features that deviate most in this window, most deviant first; set for anomalous windows."""
+        """Features that deviate most in this window, most deviant first; set for deviating windows."""
 
     def __init__(
         self,
@@ -230,14 +287,76 @@ class AnomalyWindow(_message.Message):
         is_anomaly: _builtins.bool = ...,
         confidence: _builtins.float = ...,
         top_features: _abc.Iterable[_builtins.str] | None = ...,
+        decision_score: _builtins.float = ...,
+        window_threshold: _builtins.float = ...,
+        deviates: _builtins.bool = ...,
+        suppression: Global___AnomalySuppression.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["window_end", b"window_end"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "is_anomaly", b"is_anomaly", "score", b"score", "top_features", b"top_features", "window_end", b"window_end"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "decision_score", b"decision_score", "deviates", b"deviates", "is_anomaly", b"is_anomaly", "score", b"score", "suppression", b"suppression", "top_features", b"top_features", "window_end", b"window_end", "window_threshold", b"window_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnomalyWindow: _TypeAlias = AnomalyWindow  # noqa: Y015
+
+@_typing.final
+class SiteEvent(_message.Message):
+    """A condition that hits a large share of a site at once (heat wave, pool outage, firmware update):
+    reported once per site instead of as anomalies of each miner.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SITE_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    OPEN_FIELD_NUMBER: _builtins.int
+    MINERS_AFFECTED_FIELD_NUMBER: _builtins.int
+    MINERS_REPORTING_FIELD_NUMBER: _builtins.int
+    MINER_IDS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    site: _builtins.str
+    """The site (Miner.site)."""
+    open: _builtins.bool
+    """Whether the event lasts to the last scored window."""
+    miners_affected: _builtins.int
+    """Miners of the site hit at the event's peak (JSON: number)."""
+    miners_reporting: _builtins.int
+    """Miners of the site reporting at the peak (JSON: number)."""
+    kind: _builtins.str
+    """thermal, pool, hashrate or power: from the features that deviate most on the miners it hits."""
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp:
+        """End time of the first window in the event."""
+
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp:
+        """End time of the last window in the event (the last scored window while it is open)."""
+
+    @_builtins.property
+    def miner_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Miners hit at some point of the event."""
+
+    def __init__(
+        self,
+        *,
+        site: _builtins.str = ...,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+        open: _builtins.bool = ...,
+        miners_affected: _builtins.int = ...,
+        miners_reporting: _builtins.int = ...,
+        miner_ids: _abc.Iterable[_builtins.str] | None = ...,
+        kind: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "kind", b"kind", "miner_ids", b"miner_ids", "miners_affected", b"miners_affected", "miners_reporting", b"miners_reporting", "open", b"open", "site", b"site", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SiteEvent: _TypeAlias = SiteEvent  # noqa: Y015
 
 @_typing.final
 class DetectAnomaliesResponse(_message.Message):
@@ -252,19 +371,32 @@ class DetectAnomaliesResponse(_message.Message):
     FEATURES_ANALYZED_FIELD_NUMBER: _builtins.int
     WINDOWS_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    DECISION_SCORES_FIELD_NUMBER: _builtins.int
+    DECISION_THRESHOLD_FIELD_NUMBER: _builtins.int
+    SITE_EVENTS_FIELD_NUMBER: _builtins.int
+    SITE_FIELD_NUMBER: _builtins.int
     miner_id: _builtins.str
     """The miner scored."""
     threshold: _builtins.float
-    """Reconstruction-error threshold above which a window is anomalous."""
+    """The reconstruction error that decision_threshold corresponds to under the miner's baseline at
+    the last window (per window: AnomalyWindow.window_threshold). A reference in score units; the
+    decision is made on decision_scores.
+    """
     model_version: _builtins.str
     """The model version that scored."""
+    decision_threshold: _builtins.float
+    """Decision score at or above which a window deviates (robust z units)."""
+    site: _builtins.str
+    """The miner's site ("" when it has none: then it is compared with itself only)."""
     @_builtins.property
     def is_anomaly(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]:
-        """Per window: whether it is anomalous."""
+        """Per window: the decision (see AnomalyWindow.is_anomaly): deviates from the miner's own baseline
+        for k of n windows and is not suppressed as context or a site event.
+        """
 
     @_builtins.property
     def anomaly_scores(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """Per window: reconstruction error."""
+        """Per window: reconstruction error (the model's raw output, unchanged)."""
 
     @_builtins.property
     def features_analyzed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -273,6 +405,14 @@ class DetectAnomaliesResponse(_message.Message):
     @_builtins.property
     def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnomalyWindow]:
         """Per window: time, score, confidence and deviating features."""
+
+    @_builtins.property
+    def decision_scores(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Per window: the decision score (AnomalyWindow.decision_score)."""
+
+    @_builtins.property
+    def site_events(self) -> _containers.RepeatedCompositeFieldContainer[Global___SiteEvent]:
+        """Site events at the miner's site that overlap the range, oldest first."""
 
     def __init__(
         self,
@@ -284,10 +424,14 @@ class DetectAnomaliesResponse(_message.Message):
         features_analyzed: _abc.Iterable[_builtins.str] | None = ...,
         windows: _abc.Iterable[Global___AnomalyWindow] | None = ...,
         model_version: _builtins.str = ...,
+        decision_scores: _abc.Iterable[_builtins.float] | None = ...,
+        decision_threshold: _builtins.float = ...,
+        site_events: _abc.Iterable[Global___SiteEvent] | None = ...,
+        site: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_scores", b"anomaly_scores", "features_analyzed", b"features_analyzed", "is_anomaly", b"is_anomaly", "miner_id", b"miner_id", "model_version", b"model_version", "threshold", b"threshold", "windows", b"windows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_scores", b"anomaly_scores", "decision_scores", b"decision_scores", "decision_threshold", b"decision_threshold", "features_analyzed", b"features_analyzed", "is_anomaly", b"is_anomaly", "miner_id", b"miner_id", "model_version", b"model_version", "site", b"site", "site_events", b"site_events", "threshold", b"threshold", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -342,6 +486,9 @@ class MinerScore(_message.Message):
     ANOMALY_SCORE_FIELD_NUMBER: _builtins.int
     WINDOW_END_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STATE_REASON_FIELD_NUMBER: _builtins.int
+    STATE_SINCE_FIELD_NUMBER: _builtins.int
     miner_id: _builtins.str
     """The miner."""
     risk_score: _builtins.float
@@ -354,9 +501,19 @@ class MinerScore(_message.Message):
     """Latest reconstruction error; 0 when no autoencoder is trained."""
     model_version: _builtins.str
     """The LSTM model version that scored."""
+    state: _common_pb2.MinerState.ValueType
+    """Live, down, stale or recovering (ScoreFleet only); a miner that is not live keeps its risk for
+    reference and is ranked after every live miner.
+    """
+    state_reason: _builtins.str
+    """Why, in words (ScoreFleet only)."""
     @_builtins.property
     def window_end(self) -> _timestamp_pb2.Timestamp:
         """Time of the last sample scored."""
+
+    @_builtins.property
+    def state_since(self) -> _timestamp_pb2.Timestamp:
+        """Since when (ScoreFleet only); unset when live."""
 
     def __init__(
         self,
@@ -368,10 +525,13 @@ class MinerScore(_message.Message):
         anomaly_score: _builtins.float = ...,
         window_end: _timestamp_pb2.Timestamp | None = ...,
         model_version: _builtins.str = ...,
+        state: _common_pb2.MinerState.ValueType = ...,
+        state_reason: _builtins.str = ...,
+        state_since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["window_end", b"window_end"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["state_since", b"state_since", "window_end", b"window_end"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_score", b"anomaly_score", "is_anomaly", b"is_anomaly", "miner_id", b"miner_id", "model_version", b"model_version", "risk_level", b"risk_level", "risk_score", b"risk_score", "window_end", b"window_end"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_score", b"anomaly_score", "is_anomaly", b"is_anomaly", "miner_id", b"miner_id", "model_version", b"model_version", "risk_level", b"risk_level", "risk_score", b"risk_score", "state", b"state", "state_reason", b"state_reason", "state_since", b"state_since", "window_end", b"window_end"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -395,7 +555,7 @@ class ScoreFleetResponse(_message.Message):
     """Wall time of the scoring, in milliseconds."""
     @_builtins.property
     def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___MinerScore]:
-        """Scores, highest risk first."""
+        """Scores: live miners highest risk first, then recovering, down and stale ones (each by risk)."""
 
     def __init__(
         self,

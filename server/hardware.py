@@ -1,16 +1,14 @@
-"""Known ASIC models: nameplate hashrate and power for miners registered from their telemetry.
+"""The hardware catalogue: nameplate hashrate and power of known ASIC models.
 
-The demo simulator's hardware list (server/sim/settings.py) is read, never changed; a few other
-common models are added. Names match loosely: case, spaces, dashes and the make prefix are ignored,
-so "Antminer S19 Pro", "antminer s19-pro" and "S19 Pro" are one model.
+Ingestion reads it for miners registered from their telemetry; the demo simulator (server/sim) builds
+its fleet from it. Names match loosely: case, spaces, dashes and the make prefix are ignored, so
+"Antminer S19 Pro", "antminer s19-pro" and "S19 Pro" are one model.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from server.sim.settings import HARDWARE
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +21,11 @@ class KnownModel:
     power_w: float
 
 
-_EXTRA: tuple[KnownModel, ...] = (
+CATALOGUE: tuple[KnownModel, ...] = (
+    KnownModel("Antminer S19 Pro", "Bitmain", 110.0, 3250.0),
+    KnownModel("Antminer S19j Pro", "Bitmain", 100.0, 3050.0),
+    KnownModel("Antminer S21", "Bitmain", 200.0, 3500.0),
+    KnownModel("Whatsminer M30S", "MicroBT", 86.0, 3230.0),
     KnownModel("Antminer S19", "Bitmain", 95.0, 3250.0),
     KnownModel("Antminer S19 XP", "Bitmain", 140.0, 3010.0),
     KnownModel("Antminer S21 Pro", "Bitmain", 234.0, 3510.0),
@@ -36,13 +38,10 @@ def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", _MAKE_WORDS.sub("", name.lower()))
 
 
-_CATALOGUE: dict[str, KnownModel] = {
-    _key(m.name): m
-    for m in (*(KnownModel(h.name, h.make, h.hashrate_ths, h.power_w) for h in HARDWARE), *_EXTRA)
-}
+_BY_KEY: dict[str, KnownModel] = {_key(m.name): m for m in CATALOGUE}
 
 
 def known_model(hardware_model: str) -> KnownModel | None:
     """The catalogue entry for a hardware model name, or None when it is not recognised."""
     key = _key(hardware_model)
-    return _CATALOGUE.get(key) if key else None
+    return _BY_KEY.get(key) if key else None

@@ -1,0 +1,1 @@
+"""Deployment files (Prometheus, Alertmanager, Grafana, systemd) and the `make monitoring` runner."""
