@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from mining.analytics.v1alpha1 import (
     fleet_pb2,
     fleet_pb2_grpc,
@@ -23,8 +24,10 @@ from mining.analytics.v1alpha1 import (
     training_pb2_grpc,
 )
 
+from server import auth
 from server.config import Settings
 from server.domain import train_worker
+from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels
 from server.domain.feature_cache import FeatureCache
 from server.domain.feedback import FeedbackLog
@@ -40,9 +43,11 @@ from server.domain.subscriptions import ScoreHub
 from server.domain.training import TrainingJobs
 from server.models.features import history_rows
 from server.models.registry import ModelRegistry
+from server.ops.backup import Backups
 from server.ops.metrics import RescoreCollector
 from server.ops.runtime import Operations
 from server.store import Store
+from server.transport import reflection
 from server.transport.errors import ErrorMappingInterceptor
 from server.transport.fleet import FleetServicer
 from server.transport.history import HistoryServicer
@@ -51,12 +56,15 @@ from server.transport.interceptors import (
     AuthInterceptor,
     LimitsInterceptor,
     MetricsInterceptor,
+    ProxyTrust,
 )
 from server.transport.scoring import ScoringServicer
 from server.transport.telemetry import TelemetryServicer
 from server.transport.training import TrainingServicer
 
 log = logging.getLogger(__name__)
+
+MAX_METADATA_BYTES = 64 * 1024
 
 SERVICE_NAMES = (
     fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
@@ -65,6 +73,7 @@ SERVICE_NAMES = (
     training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
     history_pb2.DESCRIPTOR.services_by_name["HistoryService"].full_name,
 )
+SCORING_SERVICE = SERVICE_NAMES[1]
 
 
 @dataclass
@@ -85,11 +94,17 @@ class App:
     """Security and operations: metrics, audit, limits (ops.subscriptions caps subscriptions)."""
     housekeeping: Housekeeping | None = None
     """Periodic outage scan and retention roll-up."""
+    unix_socket: Path | None = None
+    """With --with-envoy: the private Unix socket Envoy connects to (its x-forwarded-for is trusted)."""
+    model_health: asyncio.Task[None] | None = None
+    """Keeps ScoringService's health in step with its model."""
 
     async def stop(self, grace: float | None = None) -> None:
         """Drains: health NOT_SERVING, in-flight calls get `grace` seconds, then the store closes."""
         grace = self.settings.grace_seconds if grace is None else grace
         log.info("draining: health NOT_SERVING, %.1f s grace for in-flight calls", grace)
+        if self.model_health is not None:
+            self.model_health.cancel()
         await self.health.enter_graceful_shutdown()
         # End subscription streams ourselves, with an in-band message, before the server cancels them.
         self.hub.close_all("the server is draining; reconnect with after_sequence to resume")
@@ -104,9 +119,27 @@ class App:
         log.info("stopped")
 
 
+def envoy_socket(settings: Settings) -> Path | None:
+    """The Unix socket for Envoy inside the private data directory; None when its path is too long for
+    a socket address (Envoy then connects over TCP and its x-forwarded-for is not trusted)."""
+    path = settings.data_dir.resolve() / "grpc.sock"
+    if len(str(path)) > 100:
+        log.warning("data directory path too long for a Unix socket: Envoy connects over TCP")
+        return None
+    return path
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """Creates the data directory and the models folder private to this user (0700)."""
+    for folder in (settings.data_dir, settings.models_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+
+
 def open_store(settings: Settings) -> Store:
     """Opens the DuckDB file and seeds the demo fleet into an empty store."""
     store = Store.open(settings.db_path, sample_interval_s=settings.sample_interval_s)
+    os.chmod(settings.db_path, 0o600)
     if settings.seed_demo_fleet and store.counts().miners == 0:
         from server.sim import seed_store, simulate_fleet
 
@@ -116,18 +149,23 @@ def open_store(settings: Settings) -> Store:
             settings.demo_days,
             settings.demo_seed,
         )
-        # The demo ends at the last midnight UTC, not at the wall clock: the simulator's daily
-        # ambient cycle is tied to the UTC hour, so an end at "now" gave every run a different fleet
-        # (and model, and verdict on the demo miner); ending on a day boundary makes two runs the
-        # same fleet shifted by whole days.
+        # The demo is simulated to end at the last midnight UTC and then moved to end now (floored
+        # to the sample interval): the simulator's daily ambient cycle is tied to the hour of its
+        # own clock, so simulating up to "now" gave every run a different fleet (and model, and
+        # verdict on the demo miner). Simulated at a day boundary, two runs are the same fleet;
+        # moved to now, the demo is live (not stale) and new telemetry extends it. The price: the
+        # demo's daily ambient peak sits at a different UTC hour on each run.
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         fleet = simulate_fleet(
             settings.demo_miners,
             settings.demo_days,
             settings.demo_seed,
             interval_s=settings.sample_interval_s,
-            end=datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
+            end=midnight,
         )
-        seed_store(store, fleet)
+        interval = settings.sample_interval_s
+        shift_s = int((datetime.now(UTC) - midnight).total_seconds()) // interval * interval
+        seed_store(store, fleet, shift=timedelta(seconds=shift_s))
     counts = store.counts()
     log.info(
         "store %s: %d miners, %d samples, %d failure events",
@@ -142,12 +180,13 @@ def open_store(settings: Settings) -> Store:
 def interceptors(ops: Operations) -> list[grpc.aio.ServerInterceptor]:
     """The interceptor chain, outermost first: metrics see every call, errors are mapped around auth,
     audit and limits (which call the plain services of ops)."""
+    trust = ProxyTrust(ops.settings.trusted_proxy_networks)  # whose x-forwarded-for names the client
     return [
         MetricsInterceptor(ops.metrics),
         ErrorMappingInterceptor(),
-        AuthInterceptor(ops.tokens, ops.audit),
+        AuthInterceptor(ops.tokens, ops.refusals, trust),
         AuditInterceptor(ops.audit),
-        LimitsInterceptor(ops.limiter, ops.metrics),
+        LimitsInterceptor(ops.limiter, ops.metrics, ops.refusals, trust),
     ]
 
 
@@ -166,10 +205,12 @@ async def start(settings: Settings) -> App:
     import torch
 
     torch.set_num_threads(settings.serve_threads)
+    await asyncio.to_thread(secure_data_dir, settings)
     store = await asyncio.to_thread(open_store, settings)
     models = ActiveModels()
     scores = LatestScores()
-    admin = ModelsAdmin(ModelRegistry(settings.models_dir), models)
+    registry = ModelRegistry(settings.models_dir)
+    admin = ModelsAdmin(registry, models)
     await asyncio.to_thread(admin.reload)
     jobs = TrainingJobs(
         store,
@@ -185,9 +226,10 @@ async def start(settings: Settings) -> App:
     )
     await asyncio.to_thread(cache.rebuild)
     hub = ScoreHub(queue_size=settings.subscriber_queue)
-    scoring = Scoring(store, models, scores, settings, cache)
-    ingest = Ingest(store, settings)
-    history = History(store, models, settings)
+    access = MinerAccess(store)  # the one miner-access rule, shared by every service below
+    scoring = Scoring(store, models, scores, settings, cache, access=access)
+    ingest = Ingest(store, settings, access=access)
+    history = History(store, models, settings, access=access)
     rescorer = Rescorer(
         cache,
         scoring,
@@ -199,9 +241,10 @@ async def start(settings: Settings) -> App:
     )
     ingest.add_listener(rescorer.on_ingest)
     admin.add_listener(rescorer.on_models_changed)  # promotion, ActivateModel, rollback: rescore
-    rescorer.start()
     housekeeping = Housekeeping(store, settings)
-    housekeeping.start()
+    with auth.acting_as(auth.SYSTEM):  # background tasks copy this context: they act as the server
+        rescorer.start()
+        housekeeping.start()
 
     ops = await asyncio.to_thread(Operations.create, settings, store, scores, models, cache)
     scoring.on_batch = ops.metrics.batch_size.observe
@@ -211,30 +254,51 @@ async def start(settings: Settings) -> App:
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
+            # Above Envoy's 60 KiB request-header cap: an overlong id in a REST path (Envoy passes the
+            # path on as x-envoy-original-path) reaches validation and answers 400, not a 429 from
+            # grpc core's 8/16 KiB default metadata limits.
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
         ],
     )
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(
-        FleetServicer(Fleet(store, models, scores, settings, on_miner_changed=cache.refresh)), server
+        FleetServicer(
+            Fleet(store, models, scores, settings, on_miner_changed=cache.refresh, access=access),
+            Backups(store, settings.models_dir, settings.backup_path, settings.db_file),
+        ),
+        server,
     )
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(
         ScoringServicer(scoring, hub, ops.subscriptions), server
     )
     telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
-        TelemetryServicer(ingest, FeedbackLog(store, models)), server
+        TelemetryServicer(
+            ingest,
+            FeedbackLog(
+                store, models, access=access, known_versions=lambda: [v.version for v in registry.list()]
+            ),
+        ),
+        server,
     )
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs, admin), server)
     history_pb2_grpc.add_HistoryServiceServicer_to_server(HistoryServicer(history), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    reflection.enable((*SERVICE_NAMES, health.SERVICE_NAME), server)
 
     port = ops.add_port(server, f"{settings.host}:{settings.grpc_port}")
+    unix_socket = envoy_socket(settings) if settings.with_envoy else None
+    if unix_socket is not None:
+        unix_socket.unlink(missing_ok=True)  # left by a killed run
+        ops.add_port(server, f"unix:{unix_socket}")
     await server.start()
+    # "" is the process: SERVING while it runs, so a health-checking proxy never hides Train (which
+    # loads the model). ScoringService is SERVING once the LSTM it needs is loaded.
     for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if name != SCORING_SERVICE:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    model_health = asyncio.create_task(_follow_models(health_servicer, models), name="model-health")
     log.info("gRPC server listening on %s:%d (reflection and grpc.health.v1 enabled)", settings.host, port)
     return App(
         settings=settings,
@@ -249,4 +313,25 @@ async def start(settings: Settings) -> App:
         scoring=scoring,
         ops=ops,
         housekeeping=housekeeping,
+        unix_socket=unix_socket,
+        model_health=model_health,
     )
+
+
+async def _follow_models(
+    health_servicer: health.aio.HealthServicer, models: ActiveModels, interval_s: float = 0.5
+) -> None:
+    """Keeps ScoringService's health in step with whether its model is loaded (training, activation
+    and reload all change it; polling sees every path)."""
+    serving: bool | None = None
+    while True:
+        loaded = models.lstm is not None
+        if loaded != serving:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if loaded
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            await health_servicer.set(SCORING_SERVICE, status)
+            serving = loaded
+        await asyncio.sleep(interval_s)

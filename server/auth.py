@@ -10,14 +10,18 @@ tokens are 256-bit random strings minted by `python -m server.auth mint`: nothin
 look up in a dictionary. Hashes are compared in constant time.
 
 The transport's auth interceptor resolves the caller to a `Principal` and sets it in a context
-variable for the call (asyncio.to_thread copies it into worker threads). The domain asks
-`can_see(miner)` wherever a miner is read, so a token scoped to some miners sees nothing else:
-other miners answer NOT_FOUND exactly like miners that do not exist.
+variable for the call (asyncio.to_thread copies it into worker threads). The domain asks one service,
+server/domain/access.py, wherever a miner is named, so a token scoped to some miners sees nothing
+else: other miners answer NOT_FOUND exactly like miners that do not exist.
+
+The default fails closed: code that runs without a caller's principal is NOBODY and sees no miner.
+Background work (warm-up, rescoring, housekeeping, outage scans) runs under `acting_as(SYSTEM)`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
 import enum
 import hashlib
@@ -25,7 +29,7 @@ import hmac
 import json
 import secrets
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,13 +78,16 @@ class Principal:
         return miner.miner_id in (self.miner_ids or ()) or miner.site in (self.sites or ())
 
 
-UNRESTRICTED = Principal(name="anonymous", roles=frozenset(Role))
+NOBODY = Principal(name="nobody", roles=frozenset(), miner_ids=frozenset(), sites=frozenset())
+"""Who runs code that no caller and no background task claimed: no role, no miner."""
+SYSTEM = Principal(name="system", roles=frozenset(Role))
+"""The server's own background work: warm-up, rescoring, housekeeping, outage scans."""
 
-_current: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal", default=UNRESTRICTED)
+_current: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal", default=NOBODY)
 
 
 def current() -> Principal:
-    """The caller of the RPC being served (everything allowed outside an RPC or with auth off)."""
+    """The caller of the RPC being served; NOBODY where no one set one (fails closed)."""
     return _current.get()
 
 
@@ -92,15 +99,14 @@ def reset_current(token: contextvars.Token[Principal]) -> None:
     _current.reset(token)
 
 
-def can_see(miner: Miner) -> bool:
-    """Whether the current caller may see `miner`; the one scope check the domain uses."""
-    return current().can_see(miner)
-
-
-def visible(miners: Iterable[Miner]) -> list[Miner]:
-    """The miners the current caller may see (for list RPCs and subscription filters)."""
-    principal = current()
-    return [m for m in miners if principal.can_see(m)]
+@contextlib.contextmanager
+def acting_as(principal: Principal) -> Iterator[None]:
+    """Runs the body (and the tasks and threads it starts, which copy the context) as `principal`."""
+    token = _current.set(principal)
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def hash_token(token: str) -> str:
@@ -128,6 +134,15 @@ class TokenStore:
 
     @classmethod
     def load(cls, path: Path) -> TokenStore:
+        try:
+            mode = Path(path).stat().st_mode
+        except OSError as exc:
+            raise TokenFileError(f"auth tokens file {path}: {exc}") from exc
+        if mode & 0o022:
+            raise TokenFileError(
+                f"auth tokens file {path}: others can write it (mode {mode & 0o777:o}), so they could add "
+                f"a token; chmod 600 {path}"
+            )
         try:
             document = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
@@ -225,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{path} already has a token named {args.name!r}")
         document["tokens"].append(entry)
         path.write_text(json.dumps(document, indent=2) + "\n")
+        path.chmod(0o600)  # the server refuses a tokens file others can write
         print(f"added {args.name!r} to {path}", file=sys.stderr)
     print(
         f"line 1: the token for {args.name} (shown once, stored nowhere); line 2: its tokens-file entry",

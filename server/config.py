@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -72,13 +73,15 @@ class Settings(BaseSettings):
     backfill_after_minutes: float = Field(60.0, gt=0)
     """A batch whose newest sample is older than this is a backfill: stored, but no re-scoring."""
     outage_after_minutes: float = Field(30.0, gt=0)
-    """Derived outages: no hashrate (zero or no samples) for longer than this is an outage event."""
+    """Silence: no hashrate (zero or no samples) for longer than this is a derived outage, and a miner
+    this far behind the fleet's newest sample is listed STALE (ScoreFleet, ListMiners)."""
     outage_lookback_hours: float = Field(6.0, gt=0)
     """Derived outages: how far before a batch (or before the newest sample) each scan looks."""
     outage_scan_interval_s: float = Field(300.0, ge=0)
     """Seconds between fleet-wide outage scans (catches miners that went silent); 0 turns it off."""
     raw_retention_days: float = Field(90.0, gt=0)
-    """Raw samples older than this are rolled up into hourly rows (samples_hourly) and deleted."""
+    """Raw samples this much older than their miner's newest sample are rolled up into hourly rows
+    (samples_hourly) and deleted; the age counts from the data, never the wall clock."""
     retention_interval_s: float = Field(3600.0, ge=0)
     """Seconds between retention roll-ups; 0 turns them off."""
     risk_history: bool = True
@@ -115,6 +118,9 @@ class Settings(BaseSettings):
     """Address the Prometheus /metrics endpoint binds (loopback: scrape through a local agent)."""
     metrics_port: int = Field(9464, ge=-1, le=65535)
     """Prometheus /metrics port; 0 picks a free one, -1 turns the endpoint off."""
+    backup_dir: Path | None = None
+    """Where FleetService/Backup (POST /api/advanced/backup) writes backups; unset = data_dir/backups
+    (put it on another disk to survive losing the data directory's)."""
     per_miner_metrics: bool = True
     """Export per-miner series on /metrics (risk, anomaly, staleness, planned state, readings)."""
     audit_log_file: Path | None = None
@@ -125,6 +131,12 @@ class Settings(BaseSettings):
     """Rate limit per client for Train and ScoreFleet: calls allowed back to back."""
     max_subscriptions: int = Field(256, ge=1)
     """Most concurrent score subscriptions; more answer RESOURCE_EXHAUSTED."""
+    max_subscriptions_per_token: int = Field(16, ge=1)
+    """Most concurrent score subscriptions of one token (or one client address with auth off)."""
+    trusted_proxies: str = ""
+    """Comma-separated proxy addresses or CIDRs whose x-forwarded-for names the client (e.g. a remote
+    Envoy); empty = none. Envoy started with --with-envoy connects over a private Unix socket and is
+    trusted without this."""
 
     @model_validator(mode="after")
     def _tls_files_in_pairs(self) -> Settings:
@@ -134,6 +146,22 @@ class Settings(BaseSettings):
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
         return self
+
+    @model_validator(mode="after")
+    def _trusted_proxies_parse(self) -> Settings:
+        self.trusted_proxy_networks  # noqa: B018 - parsing is the check
+        return self
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        networks = []
+        for entry in (e.strip() for e in self.trusted_proxies.split(",")):
+            if entry:
+                try:
+                    networks.append(ipaddress.ip_network(entry, strict=False))
+                except ValueError as exc:
+                    raise ValueError(f"trusted_proxies: {entry!r} is not an address or CIDR") from exc
+        return networks
 
     @model_validator(mode="after")
     def _cutoffs_increase(self) -> Settings:
@@ -149,6 +177,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def backup_path(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def audit_path(self) -> Path:

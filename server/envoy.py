@@ -3,14 +3,21 @@
 The committed envoy.yaml is the template: `render_config` replaces the listener, admin and backend
 addresses and the descriptor path with the run's values. Port 0 lets Envoy pick free ports; the
 launcher then reads the actual ones from Envoy's admin API.
+
+Process handling (the server's --with-envoy): Envoy is started with PR_SET_PDEATHSIG, so the kernel
+kills it when the server dies, even by kill -9. The server writes a pidfile (data_dir/envoy.pid: pid,
+base id, ports); at the next start a stale Envoy is recognised by that file (the pid still runs Envoy
+with that base id), never by who holds a port, and is stopped with a log line.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +34,8 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "envoy.yaml"
 DESCRIPTOR = Path(__file__).resolve().parent / "gen" / "api_descriptor.pb"
+PIDFILE = "envoy.pid"
+_PR_SET_PDEATHSIG = 1
 CONSOLE_DIST = REPO_ROOT / "web" / "dist"
 CONSOLE_NOT_BUILT = "the console is not built: run `make setup` (npm run build writes web/dist)"
 
@@ -52,6 +61,7 @@ def render_config(
     tls_cert_file: Path | None = None,
     tls_key_file: Path | None = None,
     upstream_tls: bool = False,
+    grpc_unix_socket: Path | None = None,
 ) -> dict[str, Any]:
     """envoy.yaml with this run's addresses; HTTPS on the listener when given a cert and key.
 
@@ -64,7 +74,10 @@ def render_config(
     listener = resources["listeners"][0]
     listener["address"]["socket_address"] = {"address": http_host, "port_value": http_port}
     endpoint = resources["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-    endpoint["address"]["socket_address"] = {"address": grpc_host, "port_value": grpc_port}
+    if grpc_unix_socket is not None:  # the server trusts x-forwarded-for from its Unix socket only
+        endpoint["address"] = {"pipe": {"path": str(grpc_unix_socket)}}
+    else:
+        endpoint["address"]["socket_address"] = {"address": grpc_host, "port_value": grpc_port}
     _set_descriptor(config, str(DESCRIPTOR))
     _set_console_files(config, CONSOLE_DIST)
     if tls_cert_file is not None and tls_key_file is not None:
@@ -135,6 +148,7 @@ class EnvoyProcess:
     http_port: int
     admin_port: int
     workdir: Path
+    base_id: int = 0
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
@@ -145,6 +159,107 @@ class EnvoyProcess:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class LaunchedEnvoy:
+    """An Envoy process that is starting; `wait_ready` blocks until its listener is up."""
+
+    process: subprocess.Popen[bytes]
+    workdir: Path
+    admin_file: Path
+    http_host: str
+    base_id: int
+
+    def wait_ready(self, ready_timeout: float = 60.0) -> EnvoyProcess:
+        deadline = time.monotonic() + ready_timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"envoy exited with code {self.process.returncode} during start-up (its log is above)"
+                    )
+                port = _listener_port(self.admin_file)
+                if port:
+                    actual_admin = int(self.admin_file.read_text().strip().rsplit(":", 1)[1])
+                    log.info(
+                        "envoy ready (pid %d): REST and gRPC on %s:%d, admin on 127.0.0.1:%d",
+                        self.process.pid,
+                        self.http_host,
+                        port,
+                        actual_admin,
+                    )
+                    return EnvoyProcess(self.process, port, actual_admin, self.workdir, self.base_id)
+                time.sleep(0.1)
+            raise TimeoutError(f"envoy did not become ready within {ready_timeout:.0f} s")
+        except BaseException:
+            self.process.kill()
+            self.process.wait()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In the forked child before exec: SIGKILL when the parent (thread) dies (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def launch_envoy(
+    *,
+    grpc_port: int,
+    grpc_host: str = "127.0.0.1",
+    http_host: str = "127.0.0.1",
+    http_port: int = 5000,
+    admin_port: int = 0,
+    log_level: str = "warning",
+    tls_cert_file: Path | None = None,
+    tls_key_file: Path | None = None,
+    upstream_tls: bool = False,
+    die_with_parent: bool = False,
+    grpc_unix_socket: Path | None = None,
+) -> LaunchedEnvoy:
+    """Starts the Envoy process and returns at once. `die_with_parent`: the kernel kills Envoy when
+    the calling thread's process dies (PR_SET_PDEATHSIG; call it from a thread that lives as long as
+    the server, e.g. the event loop's)."""
+    workdir = Path(tempfile.mkdtemp(prefix="mfh-envoy-"))
+    config_path = workdir / "envoy.yaml"
+    config = render_config(
+        grpc_host=grpc_host,
+        grpc_port=grpc_port,
+        http_host=http_host,
+        http_port=http_port,
+        admin_port=admin_port,
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
+        upstream_tls=upstream_tls,
+        grpc_unix_socket=grpc_unix_socket,
+    )
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    admin_file = workdir / "admin_address"
+    base_id = os.getpid() % 60000 + 1000
+    command = [
+        envoy_binary(),
+        "-c",
+        str(config_path),
+        "--admin-address-path",
+        str(admin_file),
+        "--log-level",
+        log_level,
+        "--base-id",
+        str(base_id),
+        "--disable-hot-restart",
+    ]
+    log.info("starting envoy: %s", " ".join(command))
+    parent = os.getpid()
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=(lambda: _die_with_parent(parent)) if die_with_parent else None,
+    )
+    return LaunchedEnvoy(process, workdir, admin_file, http_host, base_id)
 
 
 def start_envoy(
@@ -161,58 +276,73 @@ def start_envoy(
     upstream_tls: bool = False,
 ) -> EnvoyProcess:
     """Starts Envoy and waits until its listener is up (HTTPS with a cert and key, see render_config)."""
-    workdir = Path(tempfile.mkdtemp(prefix="mfh-envoy-"))
-    config_path = workdir / "envoy.yaml"
-    config = render_config(
-        grpc_host=grpc_host,
+    return launch_envoy(
         grpc_port=grpc_port,
+        grpc_host=grpc_host,
         http_host=http_host,
         http_port=http_port,
         admin_port=admin_port,
+        log_level=log_level,
         tls_cert_file=tls_cert_file,
         tls_key_file=tls_key_file,
         upstream_tls=upstream_tls,
-    )
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    admin_file = workdir / "admin_address"
-    command = [
-        envoy_binary(),
-        "-c",
-        str(config_path),
-        "--admin-address-path",
-        str(admin_file),
-        "--log-level",
-        log_level,
-        "--base-id",
-        str(os.getpid() % 60000 + 1000),
-        "--disable-hot-restart",
-    ]
-    log.info("starting envoy: %s", " ".join(command))
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + ready_timeout
+    ).wait_ready(ready_timeout)
+
+
+def write_pidfile(path: Path, envoy: EnvoyProcess) -> None:
+    """Records the running Envoy (pid, base id, ports) for the next start to recognise."""
+    entry = {
+        "pid": envoy.process.pid,
+        "base_id": envoy.base_id,
+        "http_port": envoy.http_port,
+        "admin": f"127.0.0.1:{envoy.admin_port}",
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entry))
+    tmp.replace(path)
+
+
+def stop_stale(path: Path, timeout: float = 10.0) -> bool:
+    """Stops the Envoy an earlier run left, if the pidfile names a process that still runs Envoy with
+    the recorded base id; any other process is left alone. Returns whether one was stopped."""
     try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"envoy exited with code {process.returncode} during start-up (see its log above)"
-                )
-            port = _listener_port(admin_file)
-            if port:
-                actual_admin = int(admin_file.read_text().strip().rsplit(":", 1)[1])
-                log.info(
-                    "envoy ready: REST and gRPC on %s:%d, admin on 127.0.0.1:%d",
-                    http_host,
-                    port,
-                    actual_admin,
-                )
-                return EnvoyProcess(process, port, actual_admin, workdir)
+        entry = json.loads(path.read_text())
+        pid, base_id = int(entry["pid"]), int(entry["base_id"])
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("ignoring unreadable envoy pidfile %s", path)
+        path.unlink(missing_ok=True)
+        return False
+    path.unlink(missing_ok=True)
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False  # gone already
+    is_envoy = any(Path(arg.decode(errors="replace")).name == "envoy" for arg in argv[:1])
+    if not (is_envoy and b"--base-id" in argv and str(base_id).encode() in argv):
+        return False
+    log.warning("stopping a stale Envoy (pid %d, base id %d) left by an earlier run (%s)", pid, base_id, path)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            if _zombie(pid):
+                break
             time.sleep(0.1)
-        raise TimeoutError(f"envoy did not become ready within {ready_timeout:.0f} s")
-    except BaseException:
-        process.kill()
-        process.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise
+        else:
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return True
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
 
 
 def _listener_port(admin_file: Path) -> int | None:

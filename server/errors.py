@@ -9,6 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def next_step(rpc: str, **params: str) -> str:
+    """A surface-neutral pointer to the call that fixes an error, for a message or a violation.
+
+    `rpc` is "Service.Method" (e.g. "FleetService.ListMiners"); params fill the REST route's
+    variables (e.g. miner_id="10.0.0.1"). The transport renders it for the caller's surface: a REST
+    caller reads the method's route (its google.api.http rule), a gRPC caller the method
+    ("FleetService.ListMiners"); nothing below the transport names a REST path.
+    """
+    query = "&".join(f"{name}={value}" for name, value in params.items())
+    return f"<<{rpc}{'?' + query if query else ''}>>"
+
+
 @dataclass(frozen=True, slots=True)
 class FieldViolation:
     """One bad request field: its path (e.g. "epochs", "samples[3].temperature_c") and what is wrong."""
@@ -67,8 +79,19 @@ class MinerNotFound(NotFound):
 
     def __init__(self, miner_id: str) -> None:
         super().__init__(
-            f"miner_id: no miner {miner_id!r} in the store; list miners with GET /api/advanced/miners",
+            f"miner_id: no miner {miner_id!r} in the store; "
+            f"list miners with {next_step('FleetService.ListMiners')}",
             metadata={"miner_id": miner_id},
+        )
+
+
+class EventNotFound(NotFound):
+    reason = "EVENT_NOT_FOUND"
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(
+            f"event_id: no failure event {event_id[:64]!r}; list them with GET /api/advanced/failures",
+            metadata={"event_id": event_id[:64]},
         )
 
 
@@ -88,7 +111,7 @@ class InsufficientHistory(FailedPrecondition):
     def __init__(self, miner_id: str, have: int, need: int) -> None:
         super().__init__(
             f"miner {miner_id!r} has {have} sample(s) in the window, {need} are needed; "
-            "wait for more telemetry or write more with POST /api/advanced/metrics",
+            f"wait for more telemetry or write more with {next_step('TelemetryService.WriteMetrics')}",
             metadata={"miner_id": miner_id, "have": str(have), "need": str(need)},
         )
 

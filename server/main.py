@@ -8,14 +8,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from typing import Any
 
+from grpc_health.v1 import health_pb2
 from pydantic import ValidationError
 
 from server import app, logs
 from server.config import Settings
-from server.envoy import EnvoyProcess, start_envoy
+from server.envoy import PIDFILE, EnvoyProcess, launch_envoy, stop_stale, write_pidfile
 
 log = logging.getLogger("server")
 
@@ -34,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         env = f"MFH_{name.upper()}"
         # Each flag's own default once: argparse's own "(default: None)" would be the flag's sentinel.
         default = "none" if field.default is None else field.default
-        help_text = f"{field.description or ''} (default {default}) [env {env}]"
+        # argparse %-formats help: a literal "%" in a description ("95 %") must be doubled.
+        help_text = f"{field.description or ''} (default {default}) [env {env}]".replace("%", "%%")
         if field.annotation is bool:
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
@@ -55,32 +58,101 @@ def load_settings(argv: list[str] | None = None) -> Settings:
         raise SystemExit(f"invalid settings:\n{exc}") from None
 
 
+class EnvoySupervisor:
+    """Runs Envoy beside the server: started with PR_SET_PDEATHSIG from the event loop's thread (so it
+    dies with the server, even by kill -9), recorded in a pidfile, restarted if it dies under a live
+    server (health "" reads NOT_SERVING meanwhile); after MAX_RESTARTS failed starts in a row the
+    server exits loudly."""
+
+    MAX_RESTARTS = 3
+    POLL_S = 0.5
+
+    def __init__(self, settings: Settings, running: app.App) -> None:
+        self._settings = settings
+        self._running = running
+        self._pidfile = settings.data_dir / PIDFILE
+        self.envoy: EnvoyProcess | None = None
+        self.failed = asyncio.Event()
+
+    async def start(self) -> EnvoyProcess:
+        await asyncio.to_thread(stop_stale, self._pidfile)
+        settings = self._settings
+        launched = launch_envoy(  # in the loop's thread: PDEATHSIG follows the thread that forks
+            grpc_port=self._running.port,
+            http_host=settings.http_host,
+            http_port=settings.http_port,
+            admin_port=settings.envoy_admin_port,
+            tls_cert_file=settings.http_tls_cert_file,
+            tls_key_file=settings.http_tls_key_file,
+            upstream_tls=settings.tls_cert_file is not None,
+            die_with_parent=True,
+            grpc_unix_socket=self._running.unix_socket,
+        )
+        self.envoy = await asyncio.to_thread(launched.wait_ready)
+        await asyncio.to_thread(write_pidfile, self._pidfile, self.envoy)
+        return self.envoy
+
+    async def watch(self) -> None:
+        """Restarts Envoy when it exits under the live server."""
+        failures = 0
+        while True:
+            await asyncio.sleep(self.POLL_S)
+            if self.envoy is None or self.envoy.process.poll() is None:
+                continue
+            code = self.envoy.process.returncode
+            log.error("envoy exited (code %s) under the live server; REST is down, restarting it", code)
+            await self._running.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+            await asyncio.to_thread(self.envoy.stop)
+            self.envoy = None
+            try:
+                await self.start()
+            except Exception:  # noqa: BLE001 - counted; after MAX_RESTARTS the server exits
+                failures += 1
+                log.exception("restarting envoy failed (%d of %d)", failures, self.MAX_RESTARTS)
+                if failures >= self.MAX_RESTARTS:
+                    log.critical("envoy cannot be restarted: the server exits")
+                    self.failed.set()
+                    return
+                continue
+            failures = 0
+            await self._running.health.set("", health_pb2.HealthCheckResponse.SERVING)
+            log.info("envoy restarted: REST on port %d", self.envoy.http_port if self.envoy else 0)
+
+    async def stop(self) -> None:
+        if self.envoy is not None:
+            await asyncio.to_thread(self.envoy.stop)
+            self._pidfile.unlink(missing_ok=True)
+
+
 async def serve(settings: Settings) -> None:
     running = await app.start(settings)
-    envoy: EnvoyProcess | None = None
+    supervisor: EnvoySupervisor | None = None
+    watcher: asyncio.Task[None] | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         if settings.with_envoy:
-            envoy = await asyncio.to_thread(
-                start_envoy,
-                grpc_port=running.port,
-                http_host=settings.http_host,
-                http_port=settings.http_port,
-                admin_port=settings.envoy_admin_port,
-                tls_cert_file=settings.http_tls_cert_file,
-                tls_key_file=settings.http_tls_key_file,
-                upstream_tls=settings.tls_cert_file is not None,
-            )
+            supervisor = EnvoySupervisor(settings, running)
+            envoy = await supervisor.start()
+            watcher = asyncio.create_task(supervisor.watch(), name="envoy-supervisor")
             log.info("REST API ready: try curl http://localhost:%d/api/advanced/status", envoy.http_port)
-        await stop.wait()
+        waits = [asyncio.create_task(stop.wait())]
+        if supervisor is not None:
+            waits.append(asyncio.create_task(supervisor.failed.wait()))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        if supervisor is not None and supervisor.failed.is_set():
+            raise SystemExit("envoy died and could not be restarted (see the log above)")
         log.info("signal received, shutting down")
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await running.stop()
-        if envoy is not None:
-            await asyncio.to_thread(envoy.stop)
+        if supervisor is not None:
+            await supervisor.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             "for the gRPC backend. Terminate TLS at Envoy (--http-tls-cert-file) instead."
         )
     logs.configure(settings.log_level, as_json=settings.log_json)
+    os.umask(0o077)  # everything the server writes (store, models, logs, sockets) is private
     asyncio.run(serve(settings))
 
 

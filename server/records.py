@@ -135,6 +135,8 @@ class FailureEvent:
     source: EventSource
     repaired_at: datetime | None = None
     note: str = ""
+    repair_source: EventSource = EventSource.UNSPECIFIED
+    """Where repaired_at came from (UNSPECIFIED: as `source`, or unrepaired); see events.py."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,39 @@ class MinerSeries:
 
     def __len__(self) -> int:
         return int(self.timestamps.shape[0])
+
+
+class MinerState(enum.IntEnum):
+    """Whether a miner's latest score describes a working miner; values match the proto enum."""
+
+    UNSPECIFIED = 0
+    LIVE = 1
+    DOWN = 2
+    STALE = 3
+    RECOVERING = 4
+
+
+@dataclass(frozen=True, slots=True)
+class MinerCondition:
+    """What the store knows about a miner's health events (see server/domain/liveness.py)."""
+
+    last_seen: datetime | None = None
+    open_failure_at: datetime | None = None
+    """The oldest recorded (not derived) failure without a repair."""
+    open_failure_mode: int = 0
+    open_outage_at: datetime | None = None
+    """The start of a derived outage still open."""
+    last_repair_at: datetime | None = None
+    """The newest repair (or outage end) at or before last_seen."""
+
+
+@dataclass(frozen=True, slots=True)
+class MinerStatus:
+    """A miner's state, since when and why, in words."""
+
+    state: MinerState
+    since: datetime | None = None
+    reason: str = ""
 
 
 class RiskLevel(enum.IntEnum):

@@ -21,6 +21,12 @@ os.environ.setdefault("MFH_GATE_LSTM_MIN_AUC_LOWER", "0")
 os.environ.setdefault("MFH_GATE_AUTOENCODER_MIN_RECALL", "0")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
+    for the rest of the session, after which asyncio.run() (used by other tests) refuses to start."""
+    items.sort(key=lambda item: "tests/console/" in item.nodeid)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The real server on port 0 with a temp DuckDB seeded with a small demo fleet, behind real Envoy.

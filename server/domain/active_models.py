@@ -21,8 +21,9 @@ class ModelSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class Loaded:
-    """A loaded model: the inference object and its summary."""
+class ServingModel:
+    """A model version serving requests: its inference object (a predictor or scorer built from the
+    registry's LoadedModel) and what responses say about it."""
 
     model: Any
     summary: ModelSummary
@@ -33,30 +34,30 @@ class ActiveModels:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._lstm: Loaded | None = None
-        self._autoencoder: Loaded | None = None
+        self._lstm: ServingModel | None = None
+        self._autoencoder: ServingModel | None = None
         self.activated_at: dict[str, float] = {}
         """Unix time a new version of each kind ("lstm", "autoencoder") last became active: the
         FleetRiskSurge alert ignores the rescoring that follows."""
 
     @property
-    def lstm(self) -> Loaded | None:
+    def lstm(self) -> ServingModel | None:
         return self._lstm
 
     @property
-    def autoencoder(self) -> Loaded | None:
+    def autoencoder(self) -> ServingModel | None:
         return self._autoencoder
 
-    def set_lstm(self, loaded: Loaded | None) -> None:
+    def set_lstm(self, loaded: ServingModel | None) -> None:
         with self._lock:
             self._note_activation("lstm", self._lstm, loaded)
             self._lstm = loaded
 
-    def set_autoencoder(self, loaded: Loaded | None) -> None:
+    def set_autoencoder(self, loaded: ServingModel | None) -> None:
         with self._lock:
             self._note_activation("autoencoder", self._autoencoder, loaded)
             self._autoencoder = loaded
 
-    def _note_activation(self, kind: str, current: Loaded | None, new: Loaded | None) -> None:
+    def _note_activation(self, kind: str, current: ServingModel | None, new: ServingModel | None) -> None:
         if new is not None and (current is None or current.summary.version != new.summary.version):
             self.activated_at[kind] = time.time()

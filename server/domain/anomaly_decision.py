@@ -4,26 +4,31 @@ A fixed threshold on the autoencoder's error (the 99th percentile of healthy val
 not transfer: a new fleet, or one miner, has its own error level, and every condition that moves the
 telemetry (a heat wave, a curtailment ending, a repair) reads as an anomaly. The decision here:
 
-1. **Decision score** (`z`): the robust z-score of log(error) under the miner's OWN error distribution
-   over a long baseline (`baseline_hours`, default 5 days, ending `baseline_gap_hours` (a day) before
-   the window; sampled every `baseline_stride` windows on the absolute grid). Windows scoring
-   `baseline_max_z` or more, and context windows, never enter the baseline, so a slow drift does not become
-   the new normal. Until a miner has `min_baseline_windows` baseline windows the model's healthy
-   validation errors stand in (the fleet prior), and every context-free window joins its baseline. The site's same-time behaviour is then taken out:
-   where enough miners of the site report, the score is the miner's z minus the site median z (when
-   positive), i.e. its deviation from the site.
-2. **Deviation**: the score reaches `z_threshold` in at least `persist_k` of the last `persist_n` windows.
-3. **Context is not a fault** (`Suppression`): windows during a planned state or a recorded failure's
+1. **Own baseline** (`z`): the robust z-score of log(error) under the miner's OWN error distribution
+   over a long baseline (`baseline_hours`, 5 days, ending `baseline_gap_hours` (a day) before the
+   window; sampled every `baseline_stride` windows on the absolute grid). Windows scoring
+   `baseline_max_z` or more (after the site's shared part is taken off) and context windows never
+   enter it, so a slow drift does not become the new normal while a shift the whole site shares
+   (new firmware readings) does. A miner without `min_baseline_windows` such windows uses its
+   history up to 2 h ago, then the model's healthy validation errors (the fleet prior).
+2. **Same site, same time**: the site's median z (when positive) is taken off the miner's z; and
+   two peer scores, each under the miner's own baseline of the offset, catch what the
+   autoencoder's 24 h-relative channels smooth away: temperature above the site median (a fan
+   slowing, paste drying, dust) and hashrate per nominal below it (chips wearing out). The decision
+   score is the largest of the three.
+3. **Deviation**: the score reaches `z_threshold` in `persist_k` of the last `persist_n` windows and
+   lasts while it stays at or above `release_z` (hysteresis: one condition, one alarm).
+4. **Context is not a fault** (`Suppression`): windows during a planned state or a recorded failure's
    downtime, and for `warmup_hours` after a planned state ends, a repair, or a restart seen in the
-   telemetry (hashing resumes after idling), are suppressed with the reason. A restart that is part of
-   a loop (`loop_restarts` within `loop_hours`) is not context.
-4. **Site events**: when at least `site_share` of a site's reporting miners (and `site_min_miners`) have
-   z >= `site_z` at once, that is one site event; a miner whose deviation began during the event
-   (or `site_lead_hours` before it) is suppressed as SITE_EVENT until the event ends plus
-   `site_release_hours`. A miner deviating before the event keeps its own anomaly.
+   telemetry (hashing resumes after idling), are suppressed with the reason. Restarts in a loop
+   (`loop_restarts` within `loop_hours`, counted up to the window) are a fault, not context.
+5. **Site events**: when at least `site_share` of a site's reporting miners (and `site_min_miners`)
+   have z >= `site_z` at once, that is one site event; a miner whose deviation began with it (from
+   `site_lead_hours` before) is suppressed as SITE_EVENT until the event ends plus
+   `site_release_hours`, unless it also runs hotter or slower than its peers (its own fault).
 
 `is_anomaly = deviates and not suppressed`. Pure numpy: the server (DetectAnomalies) and the quality
-report (bench.anomaly) call the same functions.
+report (bench.anomaly) call the same functions. Settings were tuned on bench fleets 101-102 only.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class DecisionSettings:
     """...in at least this many..."""
     persist_n: int = 4
     """...of the last this many windows (5-minute steps)."""
+    release_z: float = 2.5
+    """A deviation lasts until the decision score falls below this (hysteresis)."""
     baseline_hours: float = 120.0
     """Length of the miner's own baseline of errors."""
     baseline_gap_hours: float = 24.0
@@ -71,7 +78,7 @@ class DecisionSettings:
     """Baseline windows are those whose end is on every baseline_stride-th grid step."""
     min_baseline_windows: int = 24
     """Below this many baseline windows the model's validation errors stand in (12 h at stride 6)."""
-    scale_floor: float = 0.25
+    scale_floor: float = 0.3
     """Smallest spread of log(error) a baseline may claim (a very steady miner is not hair-trigger)."""
     warmup_hours: float = 8.5
     """Context after a planned state ends, a repair or a restart: the 6 h context channels and the
@@ -82,7 +89,7 @@ class DecisionSettings:
     """This many restarts within loop_hours are a reboot loop: a fault, not context."""
     loop_hours: float = 6.0
     """Span for counting restarts of a loop."""
-    site_z: float = 3.0
+    site_z: float = 2.5
     """Decision score at or above which a miner counts as hit by a site-wide condition."""
     site_share: float = 0.3
     """Share of a site's reporting miners that must be hit at once for a site event..."""
@@ -94,6 +101,10 @@ class DecisionSettings:
     """Suppression as SITE_EVENT lasts this long after the event ends."""
     site_median_min_miners: int = 4
     """The site median is taken out of a miner's score only with this many miners reporting."""
+    thermal_floor_c: float = 1.0
+    """Smallest spread (°C) of a miner's temperature offset from its site's median."""
+    hashrate_floor: float = 0.02
+    """Smallest spread of a miner's hashrate-per-nominal offset from its site's median."""
 
 
 DEFAULT_DECISION = DecisionSettings()
@@ -122,6 +133,8 @@ class MinerInput:
     ends: np.ndarray  # (N,) int64 seconds
     errors: np.ndarray  # (N,) reconstruction error
     context: np.ndarray  # (N,) int Suppression from context_reasons (no SITE_EVENT yet)
+    temperature: np.ndarray | None = None  # (N,) °C, mean over each window's last hour; NaN missing
+    hashrate: np.ndarray | None = None  # (N,) hashrate / nominal, mean over the last hour; NaN missing
 
 
 @dataclass(slots=True)
@@ -129,8 +142,8 @@ class MinerDecision:
     """The decision per window of one miner (same order as its MinerInput)."""
 
     ends: np.ndarray  # (N,) int64 seconds
-    z: np.ndarray  # (N,) the miner's own z (before the site median is taken out)
-    score: np.ndarray  # (N,) decision score: z minus the positive site median z
+    z: np.ndarray  # (N,) the miner's own z of log(error) (before the site median is taken out)
+    score: np.ndarray  # (N,) decision score: max(z minus the positive site median z, thermal z)
     threshold: np.ndarray  # (N,) the error that z_threshold corresponds to under the baseline
     deviates: np.ndarray  # (N,) bool: score >= z_threshold in k of the last n windows
     suppression: np.ndarray  # (N,) int Suppression
@@ -211,41 +224,129 @@ def context_reasons(
 # ---- the miner's own score ----------------------------------------------------------------------
 
 
-def own_scores(
-    item: MinerInput, prior: Prior, cfg: DecisionSettings, interval_s: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(z, threshold error) per window under the miner's own baseline; hour by hour, so a window's
-    baseline holds only earlier, context-free windows that did not deviate."""
-    ends, logs = item.ends, np.log(np.maximum(np.asarray(item.errors, dtype=np.float64), LOG_FLOOR))
+def _baseline_z(
+    ends: np.ndarray,
+    values: np.ndarray,
+    candidate: np.ndarray,
+    floor: float,
+    prior: Prior | None,
+    cfg: DecisionSettings,
+    offset: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z, baseline median, baseline spread) per window of `values` under the miner's own baseline,
+    hour by hour, so a window's baseline holds only earlier candidate windows that did not deviate.
+    Without a baseline of its own: the prior, or z = 0 when there is none. `offset` (the site's
+    median z) is taken off before asking whether a window deviated: a shift the whole site shares
+    (new firmware readings) joins the baseline and is absorbed instead of deviating for ever."""
+    offset = np.zeros(ends.shape[0]) if offset is None else offset
     n = ends.shape[0]
     z = np.zeros(n)
-    median = np.full(n, prior.median)
-    scale = np.full(n, prior.scale)
-    if not n:
-        return z, np.exp(median + cfg.z_threshold * scale)
-    candidate = (item.context == Suppression.NONE) & ((ends // interval_s) % cfg.baseline_stride == 0)
-    usable = np.zeros(n, dtype=bool)  # candidate and did not deviate
+    median = np.full(n, prior.median if prior else np.nan)
+    scale = np.full(n, prior.scale if prior else np.nan)
+    usable = np.zeros(n, dtype=bool)
     span, gap = int(cfg.baseline_hours * 3600), int(cfg.baseline_gap_hours * 3600)
     hours = ends // 3600
-    bounds = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1], True])
+    bounds = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1], True]) if n else np.zeros(1, dtype=np.int64)
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         t0 = int(hours[lo]) * 3600
         a = int(np.searchsorted(ends, t0 - span, side="left"))
         b = int(np.searchsorted(ends, t0 - gap, side="right"))
-        base = logs[a:b][usable[a:b]]
+        base = values[a:b][usable[a:b]]
         if base.size < cfg.min_baseline_windows:  # a young miner: its history up to 2 h ago
             b = int(np.searchsorted(ends, t0 - SHORT_GAP_S, side="right"))
-            base = logs[a:b][usable[a:b]]
+            base = values[a:b][usable[a:b]]
         own = base.size >= cfg.min_baseline_windows
         if own:
             m = float(np.median(base))
-            s = max(MAD_TO_SIGMA * float(np.median(np.abs(base - m))), cfg.scale_floor)
-            median[lo:hi], scale[lo:hi] = m, s
-        z[lo:hi] = (logs[lo:hi] - median[lo:hi]) / scale[lo:hi]
-        # Until the miner has a baseline of its own, every context-free window joins it: judged
+            median[lo:hi] = m
+            scale[lo:hi] = max(MAD_TO_SIGMA * float(np.median(np.abs(base - m))), floor)
+        if own or prior is not None:
+            z[lo:hi] = np.nan_to_num((values[lo:hi] - median[lo:hi]) / scale[lo:hi], nan=0.0)
+        # Until the miner has a baseline of its own, every candidate window joins it: judged
         # against the fleet prior, a miner whose normal differs would never get one.
-        usable[lo:hi] = candidate[lo:hi] & ((z[lo:hi] < cfg.baseline_max_z) | (not own))
+        usable[lo:hi] = candidate[lo:hi] & ((z[lo:hi] - offset[lo:hi] < cfg.baseline_max_z) | (not own))
+    return z, median, scale
+
+
+def own_scores(
+    item: MinerInput,
+    prior: Prior,
+    cfg: DecisionSettings,
+    interval_s: int,
+    offset: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(z, threshold error) per window: log(error) under the miner's own baseline."""
+    logs = np.log(np.maximum(np.asarray(item.errors, dtype=np.float64), LOG_FLOOR))
+    candidate = (item.context == Suppression.NONE) & ((item.ends // interval_s) % cfg.baseline_stride == 0)
+    z, median, scale = _baseline_z(item.ends, logs, candidate, cfg.scale_floor, prior, cfg, offset)
     return z, np.exp(median + cfg.z_threshold * scale)
+
+
+def window_temperature(last_hour: np.ndarray) -> np.ndarray:
+    """(N, k) readings of each window's last samples -> (N,) their mean, NaN where none."""
+    finite = np.isfinite(last_hour)
+    count = finite.sum(axis=1)
+    total = np.where(finite, last_hour, 0.0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def peer_scores(
+    items: Mapping[str, MinerInput], cfg: DecisionSettings, interval_s: int
+) -> dict[str, np.ndarray]:
+    """Per miner, the larger of two z-scores against the site's same-time median (the same ambient,
+    the same pool), each under the miner's own baseline of that offset: temperature above the site
+    (a fan slowing, paste drying, dust) and hashrate per nominal below it (chips wearing out). A
+    slow drift is not absorbed, and what the whole site does (a heat wave) cancels out. Zero where
+    the site has too few peers reporting or the miner has no baseline yet."""
+    out = {m: np.zeros(i.ends.shape[0]) for m, i in items.items()}
+    for attr, floor, sign in (
+        ("temperature", cfg.thermal_floor_c, 1.0),
+        ("hashrate", cfg.hashrate_floor, -1.0),
+    ):
+        for m, z in _peer_z(items, attr, floor, cfg, interval_s).items():
+            out[m] = np.maximum(out[m], sign * z)
+    return out
+
+
+def _peer_z(
+    items: Mapping[str, MinerInput], attr: str, floor: float, cfg: DecisionSettings, interval_s: int
+) -> dict[str, np.ndarray]:
+    live = {m: i for m, i in items.items() if i.ends.size and getattr(i, attr) is not None}
+    out: dict[str, np.ndarray] = {}
+    if len(live) < cfg.site_median_min_miners:
+        return out
+    t0, steps = _grid(live, interval_s)
+    names = sorted(live)
+    table = np.full((len(names), steps), np.nan)
+    values = {m: np.asarray(getattr(i, attr), dtype=np.float64) for m, i in live.items()}
+    for r, m in enumerate(names):
+        ok = (live[m].context == Suppression.NONE) & np.isfinite(values[m])
+        table[r, (live[m].ends[ok] - t0) // interval_s] = values[m][ok]
+    reporting = np.isfinite(table).sum(axis=0)
+    median = np.full(steps, np.nan)
+    enough = reporting >= cfg.site_median_min_miners
+    if enough.any():
+        median[enough] = np.nanmedian(table[:, enough], axis=0)
+    for m, item in live.items():
+        offset = values[m] - median[(item.ends - t0) // interval_s]
+        candidate = (
+            (item.context == Suppression.NONE)
+            & np.isfinite(offset)
+            & ((item.ends // interval_s) % cfg.baseline_stride == 0)
+        )
+        z, _, _ = _baseline_z(item.ends, np.nan_to_num(offset, nan=0.0), candidate, floor, None, cfg)
+        out[m] = np.where(np.isfinite(offset), z, 0.0)
+    return out
+
+
+def hysteresis(deviates: np.ndarray, score: np.ndarray, release: float) -> np.ndarray:
+    """(N,) bool -> (N,) bool: a deviation lasts while the score stays at or above `release`, so one
+    condition whose score dips for a few windows is one alarm, not several."""
+    out = deviates.copy()
+    for i in range(1, out.shape[0]):
+        if not out[i] and out[i - 1] and score[i] >= release:
+            out[i] = True
+    return out
 
 
 def persistent(values: np.ndarray, k: int, n: int) -> np.ndarray:
@@ -331,7 +432,15 @@ def decide_site(
     zs, thresholds = {}, {}
     for m, item in items.items():
         zs[m], thresholds[m] = own_scores(item, prior, cfg, interval_s)
+    _, median, t0 = site_events(site, zs, items, cfg, interval_s)
+    if median.size:  # second pass: what the whole site shares joins each baseline
+        for m, item in items.items():
+            if item.ends.size:
+                at = median[(item.ends - t0) // interval_s]
+                offset = np.where(np.isfinite(at), np.maximum(at, 0.0), 0.0)
+                zs[m], thresholds[m] = own_scores(item, prior, cfg, interval_s, offset)
     events, median, t0 = site_events(site, zs, items, cfg, interval_s)
+    thermal = peer_scores(items, cfg, interval_s)
     lead, release = int(cfg.site_lead_hours * 3600), int(cfg.site_release_hours * 3600)
     out = {}
     for m, item in items.items():
@@ -340,7 +449,10 @@ def decide_site(
         if median.size and item.ends.size:
             at = median[(item.ends - t0) // interval_s]
             score = z - np.where(np.isfinite(at), np.maximum(at, 0.0), 0.0)
-        deviates = persistent(score >= cfg.z_threshold, cfg.persist_k, cfg.persist_n)
+        score = np.maximum(score, thermal[m])
+        deviates = hysteresis(
+            persistent(score >= cfg.z_threshold, cfg.persist_k, cfg.persist_n), score, cfg.release_z
+        )
         suppression = item.context.astype(np.int64).copy()
         elevated = z >= cfg.site_z
         for a, b in _runs(elevated | deviates):
@@ -349,6 +461,11 @@ def decide_site(
                 if event.start - lead <= onset <= event.end:
                     until = (item.ends[a : b + 1] <= event.end + release) & (suppression[a : b + 1] == 0)
                     suppression[a : b + 1][until] = Suppression.SITE_EVENT
+        # Running hotter than the site's own median is the miner's own, whatever the site does.
+        suppression[
+            (suppression == Suppression.SITE_EVENT)
+            & persistent(thermal[m] >= cfg.z_threshold, cfg.persist_k, cfg.persist_n)
+        ] = Suppression.NONE
         out[m] = MinerDecision(
             ends=item.ends,
             z=z,

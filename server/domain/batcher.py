@@ -31,8 +31,10 @@ class MicroBatcher:
         self._fn = fn
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
-        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = asyncio.Queue()
+        # (row, its future), or None: the end marker `retire` queues behind the last request.
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._retired = False
         self._name = name
         self._on_batch = on_batch  # told each forward pass's batch size
         self.batches = 0  # forward passes run
@@ -40,6 +42,8 @@ class MicroBatcher:
 
     async def submit(self, row: np.ndarray) -> np.ndarray:
         """Scores one input row (e.g. a (T, C) window) and returns its output row."""
+        if self._retired:  # a request that picked this batcher just before a model swap
+            return (await asyncio.to_thread(self._fn, row[None]))[0]
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=self._name)
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
@@ -47,29 +51,50 @@ class MicroBatcher:
         return await future
 
     async def close(self) -> None:
+        """Stops the worker now (server shutdown): requests still queued are cancelled."""
+        self._retired = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                item[1].cancel()
+
+    async def retire(self) -> None:
+        """Stops taking new work, answers every request already queued, then ends the worker (a model
+        swap: the old version's batcher finishes its queue instead of being dropped mid-wait)."""
+        self._retired = True
+        if self._task is None or self._task.done():
+            return
+        self._queue.put_nowait(None)  # the worker ends when it reaches this, after every request before
+        await asyncio.shield(self._task)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            pending = [await self._queue.get()]
+        ending = False
+        while not ending:
+            first = await self._queue.get()
+            if first is None:
+                return
+            pending = [first]
             deadline = loop.time() + self._max_delay_s
             while len(pending) < self._max_batch:
                 try:
-                    pending.append(self._queue.get_nowait())
-                    continue
+                    item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    pass
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if item is None:
+                    ending = True
                     break
-                try:
-                    pending.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
+                pending.append(item)
             live = [(row, future) for row, future in pending if not future.cancelled()]
             if not live:
                 continue

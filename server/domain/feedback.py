@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from server.domain import validation
+from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels
-from server.errors import InvalidArgument, MinerNotFound
+from server.errors import InvalidArgument
 from server.store import Store
 
 MAX_NOTE = 1000
@@ -38,23 +40,38 @@ class Feedback:
 class FeedbackLog:
     """Records verdicts; the model version defaults to the active LSTM's."""
 
-    def __init__(self, store: Store, models: ActiveModels) -> None:
+    def __init__(
+        self,
+        store: Store,
+        models: ActiveModels,
+        access: MinerAccess | None = None,
+        known_versions: Callable[[], Iterable[str]] | None = None,
+    ) -> None:
         self._store = store
         self._models = models
+        self._access = access or MinerAccess(store)
+        self._known_versions = known_versions  # the model registry's versions (None: not checked)
 
     async def record(self, miner_id: str, verdict: int, model_version: str, note: str) -> Feedback:
-        validation.miner_id(miner_id)
         if verdict not in (FeedbackVerdict.CONFIRMED, FeedbackVerdict.FALSE_ALARM):
             raise InvalidArgument.for_field(
                 "verdict", "must be FEEDBACK_VERDICT_CONFIRMED or FEEDBACK_VERDICT_FALSE_ALARM"
             )
-        if len(model_version) > 128:
-            raise InvalidArgument.for_field("model_version", "must be at most 128 characters")
+        if (violation := validation.text(model_version, "model_version")) is not None:
+            raise InvalidArgument.for_fields([violation])
+        if (
+            model_version
+            and self._known_versions is not None
+            and model_version not in set(await asyncio.to_thread(self._known_versions))
+        ):
+            raise InvalidArgument.for_field(
+                "model_version",
+                f"{model_version!r} is not a version in the model registry; leave it empty for the "
+                "active LSTM or pick one from GET /api/advanced/models",
+            )
         if len(note) > MAX_NOTE:
             raise InvalidArgument.for_field("note", f"must be at most {MAX_NOTE} characters")
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None:
-            raise MinerNotFound(miner_id)
+        miner = await self._access.resolve(miner_id)  # out of the caller's scope reads as absent
         lstm = self._models.lstm
         version = model_version or (lstm.summary.version if lstm is not None else "")
         recorded_at = datetime.now(UTC)

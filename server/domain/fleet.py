@@ -6,17 +6,19 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from server import __version__, auth
+from server import __version__
 from server.config import Settings
-from server.domain import validation
+from server.domain import liveness, validation
+from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels, ModelSummary
 from server.domain.scores import LatestScores
-from server.errors import InvalidArgument, MinerNotFound, PermissionDenied
+from server.errors import InvalidArgument, PermissionDenied
+from server.hardware import known_model
 from server.models.registry import ModelRegistry, ModelVersionInfo
-from server.records import FEATURE_COLUMNS, Miner, MinerScore, RiskLevel, StoreCounts
+from server.records import FEATURE_COLUMNS, Miner, MinerScore, MinerStatus, RiskLevel, StoreCounts
 from server.store import Store
 
 
@@ -41,6 +43,10 @@ class MinerView:
     sample_count: int
     last_seen: datetime | None
     score: MinerScore | None
+    status: MinerStatus = liveness.LIVE
+    """Live, down, stale or recovering (see liveness.py)."""
+    warnings: tuple[str, ...] = ()
+    """UpsertMiner only: e.g. a hardware model the catalogue does not know."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +69,9 @@ class Fleet:
         scores: LatestScores,
         settings: Settings,
         on_miner_changed: Callable[[list[str]], None] | None = None,
+        access: MinerAccess | None = None,
     ) -> None:
+        self._access = access or MinerAccess(store)
         self._on_miner_changed = on_miner_changed  # e.g. the feature cache re-reading the record
         self._store = store
         self._models = models
@@ -72,7 +80,7 @@ class Fleet:
 
     async def status(self) -> StatusInfo:
         counts = await asyncio.to_thread(self._store.counts)
-        if auth.current().scoped:  # a scoped token learns only about its own miners
+        if self._access.scoped():  # a scoped token learns only about its own miners
             counts = await asyncio.to_thread(self._scoped_counts, counts)
         lstm, autoencoder = self._models.lstm, self._models.autoencoder
         not_activated = await asyncio.to_thread(self._not_activated)
@@ -100,7 +108,7 @@ class Fleet:
         return out
 
     def _scoped_counts(self, counts: StoreCounts) -> StoreCounts:
-        visible = {m.miner_id for m in auth.visible(self._store.list_miners())}
+        visible = self._access.visible_ids_blocking() or frozenset()
         stats = self._store.miner_stats()
         seen = [last for count, last in (stats.get(m, (0, None)) for m in visible) if last is not None]
         failures = self._store.list_failures(None, 10_000_000)
@@ -113,33 +121,33 @@ class Fleet:
         )
 
     async def get_miner(self, miner_id: str) -> MinerView:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
+        miner = await self._access.resolve(miner_id)
         stats = await asyncio.to_thread(self._store.miner_stats)
         count, last_seen = stats.get(miner.miner_id, (0, None))
-        return MinerView(miner, count, last_seen, self._scores.get(miner.miner_id))
+        statuses = liveness.statuses(await asyncio.to_thread(self._store.miner_conditions), self._settings)
+        status = statuses.get(miner.miner_id, liveness.LIVE)
+        return MinerView(miner, count, last_seen, self._scores.get(miner.miner_id), status)
 
     async def upsert_miner(self, miner: Miner) -> MinerView:
-        validation.miner_id(miner.miner_id, "miner.miner_id")
-        if not miner.hardware_model:
-            raise InvalidArgument.for_field("miner.hardware_model", "is required, e.g. 'Antminer S19 Pro'")
-        for name in ("nominal_hashrate_ths", "nominal_power_w"):
-            if not getattr(miner, name) >= 0:
-                raise InvalidArgument.for_field(f"miner.{name}", "must be >= 0")
-        if auth.current().scoped:
-            existing = await asyncio.to_thread(self._store.get_miner, miner.miner_id)
-            if not auth.can_see(miner) or (existing is not None and not auth.can_see(existing)):
-                # The same answer whether the miner exists or not: nothing leaks.
-                raise PermissionDenied(
-                    "miner.miner_id: this token may only register or change miners in its own scope",
-                    reason="OUT_OF_SCOPE",
-                )
+        validation.miner_record(miner, "miner")
+        # Identity resolution (serial, then MAC, then the id) decides which miner this changes: every
+        # key that names a miner must name one the caller may see, and so must the record it leaves.
+        keys = [k for k in (miner.serial.strip(), miner.mac.strip(), miner.miner_id) if k]
+        known = await asyncio.to_thread(self._store.lookup_miners, keys)
+        target = next((known[k] for k in keys if k in known), None)
+        result = replace(miner, site=miner.site or (target.site if target else ""))
+        if not (self._access.allows(result) and self._access.may_claim(keys, known)):
+            # The same answer whether the miner exists or not: nothing leaks.
+            raise PermissionDenied(
+                "miner.miner_id: this token may only register or change miners in its own scope",
+                reason="OUT_OF_SCOPE",
+            )
+        miner, warnings = with_nameplate(miner)  # fills what the record leaves empty
         stored = await asyncio.to_thread(self._store.upsert_miners, [miner])
         if self._on_miner_changed is not None:
             await asyncio.to_thread(self._on_miner_changed, stored)
-        return await self.get_miner(miner.miner_id)
+        # the miner changed, which the path id may only alias
+        return replace(await self.get_miner(stored[0]), warnings=warnings)
 
     async def list_miners(
         self,
@@ -156,9 +164,10 @@ class Fleet:
         after = _decode_token(page_token)
         miners = await asyncio.to_thread(self._store.list_miners)
         stats = await asyncio.to_thread(self._store.miner_stats)
+        statuses = liveness.statuses(await asyncio.to_thread(self._store.miner_conditions), self._settings)
         scores = self._scores.snapshot()
         views = []
-        for miner in auth.visible(miners):
+        for miner in self._access.visible(miners):
             if hardware_model and miner.hardware_model != hardware_model:
                 continue
             if site and miner.site != site:
@@ -167,8 +176,10 @@ class Fleet:
             if min_risk_level and (score is None or score.risk_level < min_risk_level):
                 continue
             count, last_seen = stats.get(miner.miner_id, (0, None))
-            views.append(MinerView(miner, count, last_seen, score))
-        # Highest risk first, then by id: a total order, so keyset page tokens are stable.
+            status = statuses.get(miner.miner_id, liveness.LIVE)
+            views.append(MinerView(miner, count, last_seen, score, status))
+        # Live miners first, then recovering, down, stale (liveness.RANK); within each, highest risk
+        # first, then by id: a total order, so keyset page tokens are stable.
         views.sort(key=_sort_key)
         start = 0
         if after is not None:
@@ -180,21 +191,43 @@ class Fleet:
         return MinerPage(page, token, len(views))
 
 
-def _sort_key(view: MinerView) -> tuple[float, str]:
+def with_nameplate(miner: Miner) -> tuple[Miner, tuple[str, ...]]:
+    """A registered miner with the catalogue's model name, make and nameplate figures filled in where
+    the record leaves them empty (0 or ""); values given win. An unknown model is kept as given,
+    with a warning saying so."""
+    catalogued = known_model(miner.hardware_model)
+    if catalogued is None:
+        return miner, (
+            f"hardware_model {miner.hardware_model!r} is not in the catalogue: make and nominal hashrate "
+            "and power stay as given (0 = unknown), and the models compare the miner with its own median",
+        )
+    return replace(
+        miner,
+        hardware_model=catalogued.name,
+        make=miner.make or catalogued.make,
+        nominal_hashrate_ths=miner.nominal_hashrate_ths or catalogued.hashrate_ths,
+        nominal_power_w=miner.nominal_power_w or catalogued.power_w,
+    ), ()
+
+
+def _sort_key(view: MinerView) -> tuple[int, float, str]:
     risk = view.score.risk_score if view.score else -1.0
-    return (-risk, view.miner.miner_id)
+    return (liveness.RANK[view.status.state], -risk, view.miner.miner_id)
 
 
-def _encode_token(key: tuple[float, str]) -> str:
+def _encode_token(key: tuple[int, float, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
 
 
-def _decode_token(token: str) -> tuple[float, str] | None:
+def _decode_token(token: str) -> tuple[int, float, str] | None:
     if not token:
         return None
     try:
-        risk, miner_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return (float(risk), str(miner_id))
+        key = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if len(key) == 2:  # a token from before miner states: (negated risk, id) among live miners
+            key = [0, *key]
+        rank, risk, miner_id = key
+        return (int(rank), float(risk), str(miner_id))
     except (ValueError, TypeError) as exc:
         raise InvalidArgument.for_field(
             "page_token", "is not a token this server issued; pass next_page_token from the previous page"

@@ -16,11 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from server import auth
 from server.config import Settings
-from server.domain import validation
+from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels
-from server.errors import InvalidArgument, MinerNotFound
+from server.errors import InvalidArgument
 from server.records import (
     FEATURE_COLUMNS,
     FEATURE_UNITS,
@@ -115,10 +114,13 @@ def _range(
 class History:
     """The history reads, and the writer of risk points."""
 
-    def __init__(self, store: Store, models: ActiveModels, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, models: ActiveModels, settings: Settings, access: MinerAccess | None = None
+    ) -> None:
         self._store = store
         self._models = models
         self._settings = settings
+        self._access = access or MinerAccess(store)
 
     # -- writing (the rescorer) -----------------------------------------------------------------------
 
@@ -149,11 +151,7 @@ class History:
     # -- reading --------------------------------------------------------------------------------------
 
     async def _miner(self, miner_id: str) -> Miner:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
-        return miner
+        return await self._access.resolve(miner_id)  # out of the caller's scope reads as absent
 
     def _step(self, start: datetime, end: datetime, step_s: int) -> int:
         interval = self._settings.sample_interval_s

@@ -35,10 +35,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from server import auth
 from server.config import Settings
 from server.domain import housekeeping, outages, validation
-from server.errors import FieldViolation, InvalidArgument, MinerNotFound
+from server.domain.access import MinerAccess
+from server.errors import EventNotFound, FieldViolation, InvalidArgument, MinerNotFound, next_step
 from server.hardware import known_model
 from server.records import (
     PLAUSIBLE_FAN_RPM,
@@ -58,12 +58,7 @@ from server.store import QUALITY_SENSOR_GLITCH, Store
 log = logging.getLogger(__name__)
 
 # Physical bounds beyond any sensor's range: values outside are errors, not data.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "hashrate_ths": (0.0, 10_000.0),
-    "temperature_c": (-60.0, 200.0),
-    "fan_speed_rpm": (0.0, 50_000.0),
-    "power_w": (0.0, 100_000.0),
-}
+BOUNDS = validation.READING_BOUNDS
 MAX_FUTURE = timedelta(minutes=10)
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
 OLDEST = datetime(2009, 1, 3, tzinfo=UTC)  # nothing mined before the genesis block
@@ -94,6 +89,7 @@ class ColumnInput:
     ts_us: np.ndarray  # (N,) int64, microseconds since the Unix epoch, UTC; TS_MISSING when unset
     metrics: dict[str, np.ndarray]  # COLUMN_METRICS + COLUMN_COUNTERS -> (N,) float64, NaN = missing
     rows: int = 0
+    batch_field: str = "columns"  # the request field named by batch-level errors (empty, too large)
     nan_sent: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (N,) bool
     boards: list[tuple[BoardReading, ...]] | None = None  # one tuple per sample
     fan_speeds_rpm: list[tuple[float, ...]] | None = None  # one tuple per sample
@@ -122,9 +118,10 @@ class ValidColumns:
 class Ingest:
     """Validates and stores telemetry, failure events and planned states."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, access: MinerAccess | None = None) -> None:
         self._store = store
         self._settings = settings
+        self._access = access or MinerAccess(store)
         self._listeners: list[Listener] = []
 
     def add_listener(self, listener: Listener) -> None:
@@ -174,20 +171,24 @@ class Ingest:
         for said in identities.values():
             keys.update(k for k in (said.serial, said.mac) if k)
         known = self._store.lookup_miners(sorted(keys))
-        principal = auth.current()
+        scoped = self._access.scoped()
         refused: dict[int, str] = {}  # index in given -> why its samples are refused
         nominal = np.zeros(given.shape[0], dtype=np.float64)  # (M,)
         for k, miner_id in enumerate(given_ids):
             identity = identities.get(miner_id)
             aliases = (identity.serial, identity.mac) if identity else ()
             miner = next((known[a] for a in (*aliases, miner_id) if a in known), None)
-            if principal.scoped and (miner is None or not principal.can_see(miner)):
-                # A token scoped to some miners writes only those; others read as unknown.
+            if scoped and not (
+                self._access.allows(miner) and self._access.may_claim((*aliases, miner_id), known)
+            ):
+                # A token scoped to some miners writes only those, and never claims another miner's id,
+                # serial or MAC as an alias; others read as unknown.
                 refused[k] = f"unknown miner {miner_id!r} for this token"
             elif miner is None and not auto_register:
+                register = next_step("FleetService.UpsertMiner", **{"miner.miner_id": miner_id})
                 refused[k] = (
                     f"unknown miner {miner_id!r} and auto-registration is off; register it first "
-                    f"(PUT /api/advanced/miners/{miner_id}) or send its known serial or MAC"
+                    f"({register}) or send its known serial or MAC"
                 )
             else:
                 nominal[k] = (miner.nominal_hashrate_ths if miner else 0.0) or (
@@ -242,16 +243,43 @@ class Ingest:
             repaired_at=repaired_at,
             note=note[:1000],
         )
-        await asyncio.to_thread(self._store.add_failure, event)
-        return event
+        # An unrepaired failure gets the repair its telemetry already shows (marked derived).
+        silent = timedelta(minutes=self._settings.outage_after_minutes)
+        return await asyncio.to_thread(self._store.add_failure, event, silent=silent)
+
+    async def record_repair(self, event_id: str, repaired_at: datetime | None, note: str) -> FailureEvent:
+        """Add (or correct) the repair time of a failure recorded earlier; it replaces a derived one."""
+        event = await asyncio.to_thread(self._store.get_failure, event_id) if event_id else None
+        if event is None:
+            raise EventNotFound(event_id)
+        try:
+            await self._known_miner(event.miner_id)
+        except MinerNotFound as exc:  # out of the caller's scope: the event reads as absent
+            raise EventNotFound(event_id) from exc
+        if event.source == EventSource.DERIVED:
+            raise InvalidArgument.for_field(
+                "event_id", "is a derived outage; it is closed by the miner's telemetry, not by a repair"
+            )
+        repaired_at = repaired_at or datetime.now(UTC)
+        if repaired_at < event.occurred_at:
+            raise InvalidArgument.for_field(
+                "repaired_at", f"must not be before the failure's occurred_at {event.occurred_at.isoformat()}"
+            )
+        if repaired_at > datetime.now(UTC) + MAX_FUTURE:
+            raise InvalidArgument.for_field("repaired_at", f"{repaired_at.isoformat()} is in the future")
+        stored = await asyncio.to_thread(
+            self._store.record_repair, event_id, repaired_at, note[:1000] or None
+        )
+        if stored is None:  # deleted meanwhile
+            raise EventNotFound(event_id)
+        return stored
 
     async def list_failures(self, miner_id: str, page_size: int) -> list[FailureEvent]:
         if not 0 <= page_size <= 1000:
             raise InvalidArgument.for_field("page_size", "must be between 0 and 1000 (0 = 100)")
         if miner_id:
             miner_id = await self._known_miner(miner_id)
-        elif auth.current().scoped:  # a scoped token lists only its miners' failures
-            visible = {m.miner_id for m in auth.visible(await asyncio.to_thread(self._store.list_miners))}
+        elif (visible := await self._access.visible_ids()) is not None:  # a scoped token: its miners only
             events = await asyncio.to_thread(self._store.list_failures, None, 10_000_000)
             return [e for e in events if e.miner_id in visible][: page_size or 100]
         return await asyncio.to_thread(self._store.list_failures, miner_id or None, page_size or 100)
@@ -271,11 +299,7 @@ class Ingest:
         return state
 
     async def _known_miner(self, miner_id: str) -> str:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
-        return miner.miner_id
+        return (await self._access.resolve(miner_id)).miner_id  # out of scope reads as absent
 
 
 def validate(batch: ColumnInput, *, now: datetime, max_samples: int) -> ValidColumns:
@@ -283,7 +307,7 @@ def validate(batch: ColumnInput, *, now: datetime, max_samples: int) -> ValidCol
     path (in sample order, then field order). Impossible values refuse the batch; implausible ones
     are kept and flagged QUALITY_SENSOR_GLITCH."""
     n = len(batch)
-    where = "columns" if batch.rows == 0 else "samples"
+    where = batch.batch_field
     if n == 0:
         raise InvalidArgument.for_field(where, "the batch is empty; send at least one sample")
     if n > max_samples:
@@ -344,6 +368,9 @@ def validate(batch: ColumnInput, *, now: datetime, max_samples: int) -> ValidCol
                     refuse(i, 8, f"fan_speeds_rpm[{fan}]", f"{rpm} is not a possible RPM")
                 elif rpm > PLAUSIBLE_FAN_RPM:
                     fan_glitch[i] = True
+    if batch.boards is not None:
+        for i, readings in enumerate(batch.boards):
+            found.extend((i, 8, v) for v in validation.boards(readings, f"samples[{i}]"))
     if batch.identity is not None:
         found.extend((i, 9, v) for i, v in _identity_violations(batch))
     if found:
@@ -407,8 +434,17 @@ def _identity_violations(batch: ColumnInput) -> list[tuple[int, FieldViolation]]
     serials, macs = batch.identity["serial"].tolist(), batch.identity["mac"].tolist()
     first_seen: dict[str, int] = {}  # miner_id -> its first sample with a serial or MAC
     found: list[tuple[int, FieldViolation]] = []
+    models = batch.identity["hardware_model"].tolist()
     for index, miner_id in enumerate(batch.miner_id.tolist()):
         serial, mac = serials[index], macs[index]
+        overlong = [
+            (index, v)
+            for name, value in (("hardware_model", models[index]), ("serial", serial), ("mac", mac))
+            if (v := validation.text(value, batch.where(index, name))) is not None
+        ]
+        if overlong:
+            found.extend(overlong)
+            continue
         if serial:
             try:
                 validation.miner_id(serial.strip(), batch.where(index, "serial"))

@@ -1,13 +1,25 @@
-"""Training-job records: states, parameters and defaults, persisted in the store as JSON."""
+"""Training-job records: states, parameters and transitions, persisted in the store as JSON.
+
+A job is a small state machine. Its record changes only through its transitions (queue, wait, start,
+progress, succeed, fail, cancel, interrupt); each returns the next record and checks the move in one
+place (MOVES), so a finished job can never be moved again:
+
+    QUEUED ──start──▶ RUNNING ──progress──▶ RUNNING
+      │                  │
+      └──────────────────┴──▶ SUCCEEDED (from RUNNING only) | FAILED | CANCELLED | INTERRUPTED
+
+The defaults of a training request live in server/models/train_config.py (TRAINING_DEFAULTS).
+"""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from server.models import ModelKind
+from server.models.train_config import MAX_BATCH_SIZE, MAX_EPOCHS, TRAINING_DEFAULTS
 
 
 class JobState(enum.IntEnum):
@@ -23,7 +35,23 @@ class JobState(enum.IntEnum):
 
     @property
     def final(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
+        return not MOVES[self]
+
+
+MOVES: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset(
+        {JobState.QUEUED, JobState.RUNNING, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED}
+    ),
+    JobState.RUNNING: frozenset(
+        {JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED}
+    ),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+    JobState.INTERRUPTED: frozenset(),
+    JobState.UNSPECIFIED: frozenset(),
+}
+"""The states each state may move to; a final state moves nowhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +62,11 @@ class TrainParams:
     seed: int
 
 
-# The documented defaults: (epochs, batch_size, validation_split).
-DEFAULTS: dict[ModelKind, tuple[int, int, float]] = {
-    ModelKind.LSTM: (50, 32, 0.2),
-    ModelKind.AUTOENCODER: (100, 32, 0.1),
-}
-MAX_EPOCHS = 10_000
-MAX_BATCH_SIZE = 4096
+__all__ = ["MAX_BATCH_SIZE", "MAX_EPOCHS", "TRAINING_DEFAULTS", "JobRecord", "JobState", "TrainParams"]
+
+
+class IllegalTransition(RuntimeError):
+    """A job was asked to make a move its state does not allow (a bug, never a client's error)."""
 
 
 def _now() -> datetime:
@@ -69,6 +95,92 @@ class JobRecord:
     promoted: bool = False
     request_id: str = ""
     message: str = ""
+
+    # -- transitions: each returns the next record; the current one is left as it was ---------------
+
+    @classmethod
+    def queue(cls, job_id: str, kind: ModelKind, params: TrainParams, request_id: str = "") -> JobRecord:
+        """A new job, QUEUED."""
+        return cls(job_id=job_id, kind=kind, params=params, request_id=request_id, message="queued")
+
+    def wait(self) -> JobRecord:
+        """Still QUEUED, behind the running training job."""
+        return self._move(JobState.QUEUED, message="queued: waits for the running training job to finish")
+
+    def start(self) -> JobRecord:
+        """RUNNING: the worker process has started."""
+        return self._move(JobState.RUNNING, started_at=_now(), message="training")
+
+    def progress(
+        self,
+        *,
+        elapsed_seconds: float,
+        epoch: int,
+        train_loss: float,
+        val_loss: float,
+        samples_per_second: float,
+    ) -> JobRecord:
+        """RUNNING: one more epoch done."""
+        return self._move(
+            JobState.RUNNING,
+            elapsed_seconds=elapsed_seconds,
+            epoch=epoch,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            samples_per_second=samples_per_second,
+            message=f"epoch {epoch}/{self.params.epochs} train_loss={train_loss:.5f} val_loss={val_loss:.5f}",
+        )
+
+    def succeed(
+        self,
+        *,
+        elapsed_seconds: float,
+        model_version: str,
+        promoted: bool,
+        promotion_note: str = "",
+        **outcome: Any,
+    ) -> JobRecord:
+        """SUCCEEDED: a model was registered (and made active when `promoted`; else promotion_note
+        says why the active model stays)."""
+        kept = (
+            " and made it active"
+            if promoted
+            else f"; {promotion_note or 'the active model is as good or better, kept it'}"
+        )
+        return self._move(
+            JobState.SUCCEEDED,
+            finished_at=_now(),
+            elapsed_seconds=elapsed_seconds,
+            model_version=model_version,
+            promoted=promoted,
+            message=f"registered {model_version}{kept}",
+            **outcome,
+        )
+
+    def fail(self, error: str, *, elapsed_seconds: float | None = None) -> JobRecord:
+        """FAILED, with what went wrong (safe to show a client)."""
+        elapsed = self.elapsed_seconds if elapsed_seconds is None else elapsed_seconds
+        return self._move(
+            JobState.FAILED, finished_at=_now(), elapsed_seconds=elapsed, error=error, message="failed"
+        )
+
+    def cancel(self, message: str = "cancelled", *, elapsed_seconds: float | None = None) -> JobRecord:
+        """CANCELLED on request, before it trained or (message says so) after an epoch."""
+        elapsed = self.elapsed_seconds if elapsed_seconds is None else elapsed_seconds
+        return self._move(JobState.CANCELLED, finished_at=_now(), elapsed_seconds=elapsed, message=message)
+
+    def interrupt(self, error: str, message: str, *, elapsed_seconds: float | None = None) -> JobRecord:
+        """INTERRUPTED: the server stopped (or restarted) while the job was queued or running."""
+        elapsed = self.elapsed_seconds if elapsed_seconds is None else elapsed_seconds
+        return self._move(
+            JobState.INTERRUPTED, finished_at=_now(), elapsed_seconds=elapsed, error=error, message=message
+        )
+
+    def _move(self, to: JobState, **changes: Any) -> JobRecord:
+        """The one place that checks a move."""
+        if to not in MOVES[self.state]:
+            raise IllegalTransition(f"job {self.job_id}: {self.state.name} cannot move to {to.name}")
+        return replace(self, state=to, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)

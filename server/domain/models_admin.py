@@ -6,8 +6,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from server.domain.active_models import ActiveModels, Loaded, ModelSummary
-from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from server.domain.active_models import ActiveModels, ModelSummary, ServingModel
+from server.errors import FailedPrecondition, InvalidArgument, NotFound, next_step
 from server.models import ModelKind
 from server.models.inference import serving_class
 from server.models.registry import ModelRegistry, ModelVersionInfo
@@ -51,7 +51,7 @@ class ModelsAdmin:
                 continue
             info = next((v for v in self._registry.list(kind) if v.version == version), None)
             setter(
-                Loaded(
+                ServingModel(
                     model=served,
                     summary=ModelSummary(
                         version=version,
@@ -76,13 +76,13 @@ class ModelsAdmin:
         model_kind = _kind(kind, allow_unspecified=False)
         if not version:
             raise InvalidArgument.for_field(
-                "version", "is required; list versions with GET /api/advanced/models"
+                "version", f"is required; list versions with {next_step('TrainingService.ListModels')}"
             )
         known = {v.version for v in await asyncio.to_thread(self._registry.list, model_kind)}
         if version not in known:
             raise NotFound(
                 f"version: no {model_kind.name} model version {version!r}; "
-                "list them with GET /api/advanced/models",
+                f"list them with {next_step('TrainingService.ListModels')}",
                 reason="MODEL_VERSION_NOT_FOUND",
                 metadata={"version": version},
             )
@@ -93,7 +93,7 @@ class ModelsAdmin:
         except ValueError as exc:
             raise FailedPrecondition(
                 f"version: {model_kind.name} model {version} cannot be served here ({exc}); "
-                f"train a new one with POST /api/advanced/train/{model_kind.slug}",
+                f"train a new one with {next_step('TrainingService.Train', model_kind=model_kind.slug)}",
                 reason="MODEL_INCOMPATIBLE",
                 metadata={"version": version},
             ) from exc

@@ -29,6 +29,8 @@ def derive_after_ingest(
 ) -> OutageSync:
     """Derive the outages of the miners a batch touched, from before its oldest sample on."""
     lookback = timedelta(hours=settings.outage_lookback_hours)
+    # Repairs first: a recorded failure's end decides which derived outages it supersedes.
+    store.derive_repairs(sorted(miner_ids), timedelta(minutes=settings.outage_after_minutes))
     return store.sync_derived_outages(
         sorted(miner_ids),
         oldest - lookback,

@@ -11,15 +11,15 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from server import auth
 from server.config import Settings
-from server.domain import validation
-from server.domain.active_models import ActiveModels, Loaded
+from server.domain import liveness, validation
+from server.domain.access import MinerAccess
+from server.domain.active_models import ActiveModels, ServingModel
 from server.domain.anomaly_decision import (
     DEFAULT_DECISION,
     SHORT_GAP_S,
@@ -29,16 +29,25 @@ from server.domain.anomaly_decision import (
     context_reasons,
     decide_site,
     restarts,
+    window_temperature,
 )
 from server.domain.batcher import BatchFn, MicroBatcher
 from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
 from server.domain.site_events import SiteEvent, SiteEvents, kind_of, utc
-from server.errors import InsufficientHistory, InvalidArgument, MinerNotFound, ModelNotTrained
+from server.errors import InsufficientHistory, InvalidArgument, ModelNotTrained, next_step
 from server.models.explain import RiskFactor
 from server.models.features import history_rows
 from server.models.inference import AnomalyScorer, FailureRiskPredictor, WindowBatch
-from server.records import FEATURE_COLUMNS, FailureMode, Miner, MinerScore, MinerSeries, RiskLevel
+from server.records import (
+    FEATURE_COLUMNS,
+    FailureMode,
+    Miner,
+    MinerScore,
+    MinerSeries,
+    MinerStatus,
+    RiskLevel,
+)
 from server.store import Store
 
 MAX_DETECT_RANGE = timedelta(days=7)
@@ -104,6 +113,8 @@ class FleetScores:
     miners_scored: int
     miners_skipped: int
     elapsed_ms: float
+    statuses: dict[str, MinerStatus] = field(default_factory=dict)
+    """miner_id -> its state (live, down, stale, recovering) for each score; see liveness.py."""
 
 
 def _history(model: FailureRiskPredictor | AnomalyScorer) -> int:
@@ -134,8 +145,10 @@ class Scoring:
         scores: LatestScores,
         settings: Settings,
         cache: FeatureCache | None = None,
+        access: MinerAccess | None = None,
     ) -> None:
         self._store = store
+        self._access = access or MinerAccess(store)
         self._models = models
         self._scores = scores
         self._settings = settings
@@ -145,6 +158,7 @@ class Scoring:
         """The latest site events per site, as the anomaly decisions found them (for gauges)."""
         self._fleet_norms: dict[str, tuple[float, dict[str, float]]] = {}
         self._batchers: dict[str, MicroBatcher] = {}
+        self._retiring: set[asyncio.Task[None]] = set()  # old batchers finishing their queue
         self.on_batch: Callable[[int], None] | None = None
         """Told each dynamic batch's size (the batch-size histogram)."""
         self._score_lock = threading.Lock()
@@ -163,7 +177,11 @@ class Scoring:
                 name=f"batcher-{version}",
                 on_batch=self._observe_batch,
             )
-            self._batchers = {version: batcher}  # old versions' batchers are dropped
+            for old in self._batchers.values():  # old versions' batchers finish their queue and end
+                retiring = asyncio.get_running_loop().create_task(old.retire(), name=f"retire-{version}")
+                self._retiring.add(retiring)
+                retiring.add_done_callback(self._retiring.discard)
+            self._batchers = {version: batcher}
         return batcher
 
     def _observe_batch(self, size: int) -> None:
@@ -173,6 +191,8 @@ class Scoring:
     async def close(self) -> None:
         for batcher in list(self._batchers.values()):
             await batcher.close()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def _recent(self, miner: Miner, history: int) -> MinerSeries:
         cached = self._cache.get(miner.miner_id) if self._cache is not None else None
@@ -210,7 +230,7 @@ class Scoring:
     def _predict(
         self,
         predictor: FailureRiskPredictor,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         series: MinerSeries,
         explain: bool,
@@ -229,7 +249,7 @@ class Scoring:
     def _prediction(
         self,
         predictor: FailureRiskPredictor,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         batch: WindowBatch,
         risk: float,
@@ -273,9 +293,12 @@ class Scoring:
         stacked = [s.values for s in series.values() if len(s)]
         norms: dict[str, float] = {}
         if stacked:
-            values = np.concatenate(stacked)
-            with np.errstate(all="ignore"):
-                medians = np.nanmedian(values, axis=0) if values.size else []
+            values = np.concatenate(stacked)  # (rows, features)
+            # A feature no peer reported (all NaN) has no norm; nanmedian would warn on it.
+            medians = np.full(values.shape[1], np.nan)
+            seen = np.isfinite(values).any(axis=0)
+            if seen.any():
+                medians[seen] = np.nanmedian(values[:, seen], axis=0)
             norms = {
                 name: float(v) for name, v in zip(FEATURE_COLUMNS, medians, strict=False) if math.isfinite(v)
             }
@@ -368,12 +391,17 @@ class Scoring:
             cfg.restart_idle_samples,
         )
         context = context_reasons(ends, planned, downtime, restart_times, cfg)
-        return MinerInput(ends, errors, context), batch, channel_errors
+        last_hour = batch.raw[:, -12:, :]  # (N, 12, 11) raw features of each window's last hour
+        temperature = window_temperature(last_hour[:, :, FEATURE_COLUMNS.index("temperature")])
+        hashrate = window_temperature(
+            last_hour[:, :, FEATURE_COLUMNS.index("hashrate")] / max(miner.nominal_hashrate_ths or 1.0, 1e-9)
+        )
+        return MinerInput(ends, errors, context, temperature, hashrate), batch, channel_errors
 
     def _detect(
         self,
         scorer: AnomalyScorer,
-        loaded: Loaded,
+        loaded: ServingModel,
         miner: Miner,
         start: datetime,
         end: datetime,
@@ -462,10 +490,7 @@ class Scoring:
 
     async def visible_miner_ids(self) -> frozenset[str] | None:
         """The miners the caller may see, or None when its token is not scoped (streams filter by it)."""
-        if not auth.current().scoped:
-            return None
-        miners = await asyncio.to_thread(self._store.list_miners)
-        return frozenset(m.miner_id for m in auth.visible(miners))
+        return await self._access.visible_ids()
 
     # -- fleet-wide scoring ----------------------------------------------------------------------------
 
@@ -488,16 +513,29 @@ class Scoring:
             for miner, series in entries
             if (not wanted or miner.miner_id in wanted)
             and (not hardware_model or miner.hardware_model == hardware_model)
-            and auth.can_see(miner)
+            and self._access.allows(miner)
         ]
         scores, skipped = await asyncio.to_thread(self.score_entries, entries)
         selected = [s for s in scores if not min_risk_level or s.risk_level >= min_risk_level]
-        selected.sort(key=lambda s: (-s.risk_score, s.miner_id))
+        # Live miners first by risk; a down, stale or recovering one keeps its last risk, ranked after.
+        # The scores' window ends stand in for each miner's newest sample: no scan of every sample.
+        seen = {s.miner_id: s.window_end for s in scores if s.window_end is not None}
+        conditions = await asyncio.to_thread(self._store.miner_conditions, seen)
+        statuses = liveness.statuses(conditions, self._settings)
+        selected.sort(
+            key=lambda s: (
+                liveness.RANK[statuses.get(s.miner_id, liveness.LIVE).state],
+                -s.risk_score,
+                s.miner_id,
+            )
+        )
+        top = tuple(selected[: top_k or 100])
         return FleetScores(
-            scores=tuple(selected[: top_k or 100]),
+            scores=top,
             miners_scored=len(scores),
             miners_skipped=skipped,
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
+            statuses={s.miner_id: statuses.get(s.miner_id, liveness.LIVE) for s in top},
         )
 
     def _entries_from_store(self) -> list[tuple[Miner, MinerSeries]]:
@@ -599,26 +637,25 @@ class Scoring:
         cache holds and the caller may see it; None sends the caller to the store (aliases, scope
         errors, unknown miners). The cache re-reads a miner's record whenever it changes."""
         cached = self._cache.get(miner_id) if self._cache is not None else None
-        if cached is None or not auth.can_see(cached[0]):
+        if cached is None or not self._access.allows(cached[0]):
             return None
         validation.miner_id(miner_id)
         return cached[0]
 
     async def _miner(self, miner_id: str) -> Miner:
-        validation.miner_id(miner_id)
-        miner = await asyncio.to_thread(self._store.get_miner, miner_id)
-        if miner is None or not auth.can_see(miner):  # out of the caller's scope reads as absent
-            raise MinerNotFound(miner_id)
-        return miner
+        return await self._access.resolve(miner_id)  # out of the caller's scope reads as absent
 
-    def _lstm(self) -> Loaded:
+    def _lstm(self) -> ServingModel:
         loaded = self._models.lstm
         if loaded is None:
-            raise ModelNotTrained("no trained LSTM model: POST /api/advanced/train/lstm")
+            raise ModelNotTrained(
+                f"no trained LSTM model: {next_step('TrainingService.Train', model_kind='lstm')}"
+            )
         return loaded
 
-    def _autoencoder(self) -> Loaded:
+    def _autoencoder(self) -> ServingModel:
         loaded = self._models.autoencoder
         if loaded is None:
-            raise ModelNotTrained("no trained anomaly autoencoder: POST /api/advanced/train/autoencoder")
+            train = next_step("TrainingService.Train", model_kind="autoencoder")
+            raise ModelNotTrained(f"no trained anomaly autoencoder: {train}")
         return loaded

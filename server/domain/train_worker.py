@@ -90,13 +90,8 @@ def _train(
     from server.models import ModelKind
     from server.models.inference import serving_class
     from server.models.registry import ModelRegistry, PromotionGate, promotion
-    from server.models.train import (
-        AUTOENCODER_DEFAULTS,
-        TrainConfig,
-        TrainingCancelled,
-        train_autoencoder,
-        train_failure_model,
-    )
+    from server.models.train import TrainingCancelled, train_autoencoder, train_failure_model
+    from server.models.train_config import TRAINING_DEFAULTS
     from server.models.windows import WindowConfig, build_windows
 
     torch.set_num_threads(settings.train_threads)
@@ -114,9 +109,8 @@ def _train(
         int(windows.labels.sum()),
         len(data.series),
     )
-    base = TrainConfig() if model_kind == ModelKind.LSTM else AUTOENCODER_DEFAULTS
     cfg = replace(
-        base,
+        TRAINING_DEFAULTS[model_kind],
         epochs=params.epochs,
         batch_size=params.batch_size,
         validation_split=params.validation_split,

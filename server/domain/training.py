@@ -21,21 +21,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from server.config import Settings
 from server.domain import validation
 from server.domain.jobs import (
-    DEFAULTS,
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
+    TRAINING_DEFAULTS,
     JobRecord,
     JobState,
     ModelKind,
     TrainParams,
 )
-from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, next_step
 from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -95,10 +94,10 @@ class TrainingJobs:
         for raw in records:
             job = JobRecord.from_dict(raw)
             if not job.state.final:
-                job.state = JobState.INTERRUPTED
-                job.finished_at = datetime.now(UTC)
-                job.error = "the server stopped while this job ran; start a new one"
-                job.message = "interrupted by a server restart"
+                job = job.interrupt(
+                    "the server stopped while this job ran; start a new one",
+                    "interrupted by a server restart",
+                )
                 await asyncio.to_thread(self._save, job)
                 log.warning(
                     "job %s (%s) was cut off by a restart: marked INTERRUPTED", job.job_id, job.kind.name
@@ -135,11 +134,15 @@ class TrainingJobs:
                 "model_kind", "must be LSTM or AUTOENCODER (REST: /train/lstm or /train/autoencoder)"
             )
         model_kind = ModelKind(kind)
-        default_epochs, default_batch, default_split = DEFAULTS[model_kind]
+        defaults = TRAINING_DEFAULTS[model_kind]
         params = TrainParams(
-            epochs=validation.int_in_range(epochs, "epochs", 1, MAX_EPOCHS, default_epochs),
-            batch_size=validation.int_in_range(batch_size, "batch_size", 1, MAX_BATCH_SIZE, default_batch),
-            validation_split=validation.open_fraction(validation_split, "validation_split", default_split),
+            epochs=validation.int_in_range(epochs, "epochs", 1, MAX_EPOCHS, defaults.epochs),
+            batch_size=validation.int_in_range(
+                batch_size, "batch_size", 1, MAX_BATCH_SIZE, defaults.batch_size
+            ),
+            validation_split=validation.open_fraction(
+                validation_split, "validation_split", defaults.validation_split
+            ),
             seed=validation.int_in_range(seed, "seed", 0, 2**31 - 1, self._settings.train_seed),
         )
         if len(request_id) > 128:
@@ -153,16 +156,12 @@ class TrainingJobs:
                 if running.kind == model_kind:
                     raise AlreadyExists(
                         f"a {model_kind.name} training job is already running: {job_id}; follow it with "
-                        f"GET /api/advanced/train/jobs/{job_id} or cancel it first",
+                        f"{next_step('TrainingService.GetTrainJob', job_id=job_id)} or cancel it first",
                         reason="TRAINING_IN_PROGRESS",
                         metadata={"job_id": job_id},
                     )
-            job = JobRecord(
-                job_id=f"{model_kind.name.lower()}-{uuid.uuid4().hex[:12]}",
-                kind=model_kind,
-                params=params,
-                request_id=request_id,
-                message="queued",
+            job = JobRecord.queue(
+                f"{model_kind.name.lower()}-{uuid.uuid4().hex[:12]}", model_kind, params, request_id
             )
             self._save(job)
             self._launch(job)
@@ -173,7 +172,8 @@ class TrainingJobs:
         job = await asyncio.to_thread(self._read, job_id)
         if job is None:
             raise NotFound(
-                f"job_id: no training job {job_id!r}; list jobs with GET /api/advanced/train/jobs",
+                f"job_id: no training job {job_id!r}; list jobs with "
+                f"{next_step('TrainingService.ListTrainJobs')}",
                 reason="JOB_NOT_FOUND",
                 metadata={"job_id": job_id},
             )
@@ -257,15 +257,15 @@ class TrainingJobs:
     def _supervise(self, job: JobRecord, events: Any, cancel: Any) -> None:
         """Runs in a thread: loads the data, starts the worker process, records its progress."""
         started = time.monotonic()
-        holds_core = False
+        holds_core = waiting = False
         try:
             # One training process at a time, so serving always keeps a core of its own; a second
             # job (of the other kind) waits QUEUED until the first ends, and can be cancelled meanwhile.
             while not (holds_core := self._training_core.acquire(timeout=0.2)):
                 if cancel.is_set():
                     break
-                if job.message == "queued":
-                    job = replace(job, message="queued: waits for the running training job to finish")
+                if not waiting:
+                    job, waiting = job.wait(), True
                     self._save(job)
                     self._notify()
             if not holds_core:
@@ -290,7 +290,7 @@ class TrainingJobs:
             process.start()
             with self._lock:
                 self._running[job.job_id].process = process
-            job = replace(job, state=JobState.RUNNING, started_at=datetime.now(UTC), message="training")
+            job = job.start()
             self._save(job)
             self._notify()
             job = self._follow(job, process, events, started)
@@ -298,13 +298,8 @@ class TrainingJobs:
             pass  # recorded as CANCELLED below
         except Exception as exc:  # noqa: BLE001 - a job's failure is recorded, never raised into the server
             log.exception("job %s failed", job.job_id)
-            job = replace(
-                job,
-                state=JobState.FAILED,
-                error=f"training failed: {type(exc).__name__}",
-                finished_at=datetime.now(UTC),
-                message="failed",
-            )
+            if not job.state.final:
+                job = job.fail(f"training failed: {type(exc).__name__}")
         finally:
             if holds_core:
                 self._training_core.release()
@@ -313,14 +308,12 @@ class TrainingJobs:
             if running is not None and running.process is not None and running.process.is_alive():
                 running.process.kill()
         if not job.state.final:
-            cancelled = running is not None and running.cancel_requested
-            job = replace(
-                job,
-                state=JobState.CANCELLED if cancelled else JobState.INTERRUPTED,
-                finished_at=datetime.now(UTC),
-                message="cancelled" if cancelled else "interrupted: the server is stopping",
-                error="" if cancelled else "the server stopped while this job ran",
-            )
+            if running is not None and running.cancel_requested:
+                job = job.cancel()
+            else:
+                job = job.interrupt(
+                    "the server stopped while this job ran", "interrupted: the server is stopping"
+                )
         if job.state == JobState.SUCCEEDED and job.promoted:
             try:
                 self._on_models_changed()
@@ -342,64 +335,27 @@ class TrainingJobs:
                     if job.state.final:
                         return job
                     if process.exitcode not in (0, None) and not job.state.final:
-                        return replace(
-                            job,
-                            state=JobState.FAILED,
-                            finished_at=datetime.now(UTC),
-                            error=f"the training process exited with code {process.exitcode}",
-                            message="failed",
-                        )
+                        return job.fail(f"the training process exited with code {process.exitcode}")
                     return job
                 continue
             elapsed = time.monotonic() - started
             if kind == "epoch":
-                job = replace(job, elapsed_seconds=elapsed, **payload)
-                job.message = (
-                    f"epoch {job.epoch}/{job.params.epochs} train_loss={job.train_loss:.5f} "
-                    f"val_loss={job.val_loss:.5f}"
-                )
+                job = job.progress(elapsed_seconds=elapsed, **payload)
             elif kind == "done":
                 note = str(payload.pop("promotion_note", "") or "")
-                job = replace(
-                    job,
-                    state=JobState.SUCCEEDED,
-                    finished_at=datetime.now(UTC),
-                    elapsed_seconds=elapsed,
-                    **payload,
-                )
-                job.message = f"registered {job.model_version}" + (
-                    " and made it active"
-                    if job.promoted
-                    else f"; {note or 'the active model is as good or better, kept it'}"
-                )
+                job = job.succeed(elapsed_seconds=elapsed, promotion_note=note, **payload)
                 # Saved by _supervise once the new model serves, so SUCCEEDED means "in service".
                 process.join(30)
                 return job
             elif kind == "cancelled" and self._stopping:
-                job = replace(
-                    job,
-                    state=JobState.INTERRUPTED,
-                    finished_at=datetime.now(UTC),
+                job = job.interrupt(
+                    "the server stopped while this job ran; start a new one",
+                    f"interrupted by a server shutdown after epoch {job.epoch}",
                     elapsed_seconds=elapsed,
-                    error="the server stopped while this job ran; start a new one",
-                    message=f"interrupted by a server shutdown after epoch {job.epoch}",
                 )
             elif kind == "cancelled":
-                job = replace(
-                    job,
-                    state=JobState.CANCELLED,
-                    finished_at=datetime.now(UTC),
-                    elapsed_seconds=elapsed,
-                    message=f"cancelled after epoch {job.epoch}",
-                )
+                job = job.cancel(f"cancelled after epoch {job.epoch}", elapsed_seconds=elapsed)
             elif kind == "failed":
-                job = replace(
-                    job,
-                    state=JobState.FAILED,
-                    finished_at=datetime.now(UTC),
-                    elapsed_seconds=elapsed,
-                    error=str(payload),
-                    message="failed",
-                )
+                job = job.fail(str(payload), elapsed_seconds=elapsed)
             self._save(job)
             self._notify()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from server.errors import FailedPrecondition, InvalidArgument, ModelNotTrained, NotFound
+from server.errors import FailedPrecondition, InvalidArgument, ModelNotTrained, NotFound, next_step
 from server.models import ModelKind
 from server.models.autoencoder import AutoencoderConfig, LSTMAutoencoder
 from server.models.lstm import FailureRiskConfig, FailureRiskLSTM
@@ -178,12 +178,14 @@ class ModelRegistry:
         version = version or self.active_version(kind)
         if version is None:
             raise ModelNotTrained(
-                f"no {kind.name} model is trained; start one with POST /api/advanced/train/{kind.slug}"
+                f"no {kind.name} model is trained; start one with "
+                f"{next_step('TrainingService.Train', model_kind=kind.slug)}"
             )
         path = self.root / kind.slug / f"{version}.pt"
         if not path.with_suffix(".json").exists() or not path.exists():
             raise NotFound(
-                f"version: no {kind.name} model version {version!r}; list them with GET /api/advanced/models"
+                f"version: no {kind.name} model version {version!r}; list them with "
+                f"{next_step('TrainingService.ListModels')}"
             )
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)

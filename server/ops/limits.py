@@ -48,14 +48,20 @@ class RateLimiter:
 
 
 class SubscriptionSlots:
-    """At most `limit` concurrent subscriptions. Use `with slots.hold(): ...` around a stream's life.
+    """At most `limit` concurrent subscriptions, and at most `per_owner` for one owner (a token's name,
+    or the client address with auth off), so one token cannot hold every slot. Use
+    `with slots.hold(owner): ...` around a stream's life.
 
     `on_change(active)` is called after every change (the subscribers gauge).
     """
 
-    def __init__(self, limit: int, on_change: Callable[[int], None] = lambda active: None) -> None:
+    def __init__(
+        self, limit: int, on_change: Callable[[int], None] = lambda active: None, per_owner: int | None = None
+    ) -> None:
         self._limit = limit
+        self._per_owner = per_owner or limit
         self._active = 0
+        self._by_owner: dict[str, int] = {}
         self._lock = threading.Lock()
         self._on_change = on_change
 
@@ -68,8 +74,8 @@ class SubscriptionSlots:
         return self._limit
 
     @contextmanager
-    def hold(self) -> Iterator[None]:
-        """Holds one slot for the body; RESOURCE_EXHAUSTED when all are taken."""
+    def hold(self, owner: str = "") -> Iterator[None]:
+        """Holds one slot for the body; RESOURCE_EXHAUSTED when all are taken or `owner` holds its share."""
         with self._lock:
             if self._active >= self._limit:
                 raise ResourceExhausted(
@@ -78,7 +84,15 @@ class SubscriptionSlots:
                     reason="TOO_MANY_SUBSCRIPTIONS",
                     metadata={"limit": str(self._limit)},
                 )
+            if self._by_owner.get(owner, 0) >= self._per_owner:
+                raise ResourceExhausted(
+                    f"{owner!r} already holds {self._per_owner} subscriptions, the most per token "
+                    "(setting max_subscriptions_per_token); close one or filter one stream by several miners",
+                    reason="TOO_MANY_SUBSCRIPTIONS_FOR_TOKEN",
+                    metadata={"limit": str(self._per_owner)},
+                )
             self._active += 1
+            self._by_owner[owner] = self._by_owner.get(owner, 0) + 1
             active = self._active
         self._on_change(active)
         try:
@@ -86,5 +100,8 @@ class SubscriptionSlots:
         finally:
             with self._lock:
                 self._active -= 1
+                left = self._by_owner.pop(owner) - 1
+                if left:
+                    self._by_owner[owner] = left
                 active = self._active
             self._on_change(active)

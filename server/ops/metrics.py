@@ -106,6 +106,12 @@ class Metrics:
         self.rate_limited = Counter(
             "mfh_rate_limited", "Calls refused by the per-client rate limit.", ["method"], registry=r
         )
+        self.refused = Counter(
+            "mfh_refused_calls",
+            "Calls refused before they ran (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED).",
+            ["outcome"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "mfh_batch_size",
             "Prediction requests coalesced into one forward pass by the dynamic batcher.",

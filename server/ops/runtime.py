@@ -19,7 +19,7 @@ from server.config import Settings
 from server.domain.active_models import ActiveModels
 from server.domain.feature_cache import FeatureCache
 from server.domain.scores import LatestScores
-from server.ops.audit import AuditLog
+from server.ops.audit import AuditLog, RefusalLog
 from server.ops.limits import RateLimiter, SubscriptionSlots
 from server.ops.metrics import FleetCollector, Metrics
 from server.store import Store
@@ -63,6 +63,8 @@ class Operations:
     """The cap on concurrent subscriptions: SubscribeScores holds a slot with `subscriptions.hold()`."""
     credentials: grpc.ServerCredentials | None
     metrics_port: int | None = None
+    refusals: RefusalLog | None = None
+    """Refused calls: counted, logged and audited at most once a minute per client."""
 
     @classmethod
     def create(
@@ -90,8 +92,15 @@ class Operations:
             metrics=metrics,
             audit=AuditLog(settings.audit_path),
             limiter=RateLimiter(settings.expensive_calls_per_minute, settings.expensive_calls_burst),
-            subscriptions=SubscriptionSlots(settings.max_subscriptions, metrics.subscribers.set),
+            subscriptions=SubscriptionSlots(
+                settings.max_subscriptions,
+                metrics.subscribers.set,
+                per_owner=settings.max_subscriptions_per_token,
+            ),
             credentials=credentials,
+        )
+        operations.refusals = RefusalLog(
+            operations.audit, on_refused=lambda method, outcome: metrics.refused.labels(outcome).inc()
         )
         if settings.metrics_port >= 0:
             operations.metrics_port = metrics.serve(settings.metrics_host, settings.metrics_port)

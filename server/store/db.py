@@ -12,6 +12,8 @@ miner's own miner_id.
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +30,7 @@ from server.records import (
     BoardReading,
     FailureEvent,
     Miner,
+    MinerCondition,
     MinerSeries,
     PlannedState,
     Sample,
@@ -186,6 +189,15 @@ class Store:
     def schema_version(self) -> int:
         with self._reader() as cur:
             return current_version(cur)
+
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of the database file (a backup), taken while the store serves: under the
+        write lock (no transaction commits meanwhile) the log is checkpointed into the file, which is
+        then copied. Readers go on; writers wait for the copy."""
+        with self._write_lock, self._reader() as cur:
+            cur.execute("CHECKPOINT")
+            shutil.copyfile(self._path, target)
+        os.chmod(target, 0o600)
 
     def checkpoint(self) -> None:
         """Merge the write-ahead log into the database file (after a large seed)."""
@@ -384,16 +396,48 @@ class Store:
 
     # ---- failure events, planned states, feedback -------------------------------------------------
 
-    def add_failure(self, event: FailureEvent) -> None:
-        self.add_failures([event])
+    def add_failure(self, event: FailureEvent, *, silent: timedelta | None = None) -> FailureEvent:
+        """Write one failure event (see add_failures); returns it as stored."""
+        self.add_failures([event], silent=silent)
+        stored = self.get_failure(event.event_id)
+        assert stored is not None
+        return stored
 
-    def add_failures(self, records: Sequence[FailureEvent]) -> None:
-        """Write failure events in one transaction; the same event_id replaces. Derived outages they
-        supersede are deleted in the same transaction (see outages.superseded_sql)."""
+    def add_failures(self, records: Sequence[FailureEvent], *, silent: timedelta | None = None) -> None:
+        """Write failure events in one transaction; the same event_id replaces. With `silent`, an
+        unrepaired one gets the repair its telemetry shows (outages.derive_repairs). Then the derived
+        outages they supersede are deleted, in the same transaction (outages.superseded_sql)."""
         with self._writer() as cur:
             resolved = [_with_miner(e, self._resolve(cur, e.miner_id)) for e in records]
             events.add_failures(cur, resolved)
-            outages.drop_superseded(cur, sorted({e.miner_id for e in resolved}))
+            miner_ids = sorted({e.miner_id for e in resolved})
+            if silent is not None:
+                outages.derive_repairs(cur, miner_ids, silent)
+            outages.drop_superseded(cur, miner_ids)
+
+    def miner_conditions(self, last_seen: dict[str, datetime] | None = None) -> dict[str, MinerCondition]:
+        """miner_id -> its newest sample, open failure, open outage and last repair (events.py)."""
+        with self._reader() as cur:
+            return events.miner_conditions(cur, last_seen)
+
+    def get_failure(self, event_id: str) -> FailureEvent | None:
+        with self._reader() as cur:
+            return events.get_failure(cur, event_id)
+
+    def record_repair(self, event_id: str, repaired_at: datetime, note: str | None) -> FailureEvent | None:
+        """Set a failure's repair time (a recorded repair, replacing a derived one); None when the
+        event does not exist."""
+        with self._writer() as cur:
+            if events.get_failure(cur, event_id) is None:
+                return None
+            events.set_repair(cur, event_id, repaired_at, note)
+            return events.get_failure(cur, event_id)
+
+    def derive_repairs(self, miner_ids: Sequence[str], silent: timedelta) -> int:
+        """Give these (resolved) miners' unrepaired recorded failures the repair their telemetry
+        shows (see outages.derive_repairs); returns how many."""
+        with self._writer() as cur:
+            return outages.derive_repairs(cur, miner_ids, silent)
 
     def list_failures(self, miner_id: str | None = None, limit: int = 100) -> list[FailureEvent]:
         """Failure events, newest first."""

@@ -183,6 +183,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    # Version 8 (numbers 5 and 6 belong to other branches; gaps are allowed).
+    Migration(
+        8,
+        "where a failure's repair time came from",
+        (
+            # NULL: as the event's own source (a recorded or simulated repair, a derived outage's
+            # end); EventSource.DERIVED: taken from telemetry for a recorded failure.
+            "ALTER TABLE failure_events ADD COLUMN repair_source INTEGER",
+        ),
+    ),
 )
 
 _BOOTSTRAP = """

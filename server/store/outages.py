@@ -234,6 +234,44 @@ def sync_derived_outages(
     return OutageSync(added, updated, len(stale))
 
 
+def derive_repairs(cur: duckdb.DuckDBPyConnection, miner_ids: Sequence[str], silent: timedelta) -> int:
+    """Give the given miners' unrepaired recorded failures (any source but DERIVED) the repair that
+    their telemetry shows, marked repair_source DERIVED, inside the caller's transaction; returns
+    how many. The repair is the first sample with hashrate > 0 after the failure that follows the
+    miner being down: a zero-hashrate sample just before it, or no sample for longer than `silent`
+    (a miner still hashing, even degraded, after its failure is not yet repaired)."""
+    if not miner_ids:
+        return 0
+    found = cur.execute(
+        """
+        WITH open AS (
+            SELECT event_id, miner_id, occurred_at FROM failure_events
+            WHERE repaired_at IS NULL AND source <> $derived
+                AND miner_id IN (SELECT unnest($miners::VARCHAR[]))
+        ),
+        s AS (
+            SELECT miner_id, ts, hashrate_ths,
+                lag(ts) OVER w AS prev_ts, lag(hashrate_ths) OVER w AS prev_hashrate
+            FROM samples
+            WHERE miner_id IN (SELECT miner_id FROM open) AND hashrate_ths IS NOT NULL
+                AND ts >= (SELECT min(occurred_at) FROM open) - $silent
+            WINDOW w AS (PARTITION BY miner_id ORDER BY ts)
+        )
+        SELECT o.event_id, min(s.ts) FROM open o JOIN s
+            ON s.miner_id = o.miner_id AND s.ts > o.occurred_at AND s.hashrate_ths > 0
+                AND (s.prev_hashrate = 0 OR s.prev_ts IS NULL OR s.ts - s.prev_ts > $silent)
+        GROUP BY o.event_id
+        """,
+        {"derived": int(EventSource.DERIVED), "miners": list(miner_ids), "silent": silent},
+    ).fetchall()
+    if found:
+        cur.executemany(
+            "UPDATE failure_events SET repaired_at = ?, repair_source = ? WHERE event_id = ?",
+            [[repaired_at, int(EventSource.DERIVED), event_id] for event_id, repaired_at in found],
+        )
+    return len(found)
+
+
 def newest_sample(cur: duckdb.DuckDBPyConnection) -> datetime | None:
     """The newest sample time of the whole fleet (UTC), or None for an empty store."""
     row = fetch_one(cur, "SELECT max(ts) FROM samples")

@@ -1,18 +1,38 @@
-"""FleetService servicer: Status, ListMiners, GetMiner, UpsertMiner."""
+"""FleetService servicer: Status, ListMiners, GetMiner, UpsertMiner, Backup."""
 
 from __future__ import annotations
+
+import asyncio
+from datetime import datetime
 
 import grpc
 from mining.analytics.v1alpha1 import common_pb2, fleet_pb2, fleet_pb2_grpc
 
 from server.domain.active_models import ModelSummary
 from server.domain.fleet import Fleet, MinerView
+from server.ops.backup import Backups
 from server.transport.convert import miner_from_proto, risk_level, to_timestamp
 
 
 class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, backups: Backups | None = None) -> None:
         self._fleet = fleet
+        self._backups = backups
+
+    async def Backup(
+        self, request: fleet_pb2.BackupRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.BackupResponse:
+        if self._backups is None:
+            raise NotImplementedError
+        info = await asyncio.to_thread(self._backups.create, request.name)
+        return fleet_pb2.BackupResponse(
+            path=info.path,
+            samples=min(info.samples, 2**31 - 1),
+            miners=info.miners,
+            lstm_version=info.lstm_version,
+            autoencoder_version=info.autoencoder_version,
+            created_at=to_timestamp(datetime.fromisoformat(info.created_at)),
+        )
 
     async def Status(
         self, request: fleet_pb2.StatusRequest, context: grpc.aio.ServicerContext
@@ -78,6 +98,10 @@ def miner_to_proto(view: MinerView) -> common_pb2.Miner:
         risk_score=score.risk_score if score else 0.0,
         risk_level=int(score.risk_level) if score else 0,
         is_anomaly=score.is_anomaly if score else False,
+        state=int(view.status.state),
+        state_reason=view.status.reason,
+        state_since=to_timestamp(view.status.since),
+        warnings=list(view.warnings),
     )
 
 

@@ -15,9 +15,11 @@ never authenticated (load balancers and grpcurl need them).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -26,7 +28,7 @@ from mining.analytics.v1alpha1 import fleet_pb2, telemetry_pb2
 from server import auth
 from server.auth import Principal, Role, TokenStore
 from server.errors import DomainError, PermissionDenied, RateLimited, Unauthenticated
-from server.ops.audit import AuditLog
+from server.ops.audit import AuditLog, RefusalLog
 from server.ops.limits import RateLimiter
 from server.ops.metrics import Metrics
 from server.transport.codes import grpc_code
@@ -45,6 +47,7 @@ REQUIRED_ROLE: dict[str, Role] = {
         "FleetService/ListMiners": Role.READER,
         "FleetService/GetMiner": Role.READER,
         "FleetService/UpsertMiner": Role.WRITER,
+        "FleetService/Backup": Role.TRAINER,
         "ScoringService/PredictFailureRisk": Role.READER,
         "ScoringService/DetectAnomalies": Role.READER,
         "ScoringService/ScoreFleet": Role.READER,
@@ -52,6 +55,7 @@ REQUIRED_ROLE: dict[str, Role] = {
         "TelemetryService/WriteMetrics": Role.WRITER,
         "TelemetryService/IngestMetrics": Role.WRITER,
         "TelemetryService/RecordFailure": Role.WRITER,
+        "TelemetryService/RecordRepair": Role.WRITER,
         "TelemetryService/ListFailures": Role.READER,
         "TelemetryService/SetPlannedState": Role.WRITER,
         "TelemetryService/RecordFeedback": Role.WRITER,
@@ -130,17 +134,44 @@ def short_method(method: str) -> str:
     return method.rsplit(".", 1)[-1] if method.startswith(f"/{PACKAGE}.") else method.lstrip("/")
 
 
+class ProxyTrust:
+    """Whose x-forwarded-for names the client: peers on the server's Unix socket (Envoy started with
+    --with-envoy) and the configured proxies (setting trusted_proxies). Anyone else, loopback
+    included, is named by its own address, so a local process cannot pick the address the audit log
+    and the per-client rate limit see."""
+
+    def __init__(self, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> None:
+        self._networks = tuple(networks)
+
+    def _trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+    def client_address(self, context: grpc.aio.ServicerContext) -> str:
+        """The caller's address: the peer's host, or, behind a trusted proxy, the address it saw."""
+        peer = context.peer() or "unknown"
+        kind, _, rest = peer.partition(":")
+        if kind == "unix":
+            host, trusted = "unix-socket", True
+        elif kind in ("ipv4", "ipv6"):
+            host = urllib.parse.unquote(rest.rsplit(":", 1)[0]).strip("[]")
+            trusted = self._trusted(host)
+        else:
+            host, trusted = peer, False
+        if trusted:
+            # Envoy (use_remote_address) appends the address it saw last in x-forwarded-for.
+            for key, value in context.invocation_metadata() or ():
+                if key == "x-forwarded-for" and value:
+                    return str(value).rsplit(",", 1)[-1].strip()
+        return host
+
+
 def client_address(context: grpc.aio.ServicerContext) -> str:
-    """The caller's address: the peer's host, or, behind Envoy on loopback, the address Envoy saw."""
-    peer = context.peer() or "unknown"
-    kind, _, rest = peer.partition(":")
-    host = rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
-    if host in ("127.0.0.1", "::1"):
-        # Envoy (use_remote_address) appends the address it saw last in x-forwarded-for.
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-forwarded-for" and value:
-                return str(value).rsplit(",", 1)[-1].strip()
-    return host
+    """The caller's own address (no proxy trusted)."""
+    return ProxyTrust().client_address(context)
 
 
 # ---- metrics --------------------------------------------------------------------------------------
@@ -217,12 +248,15 @@ class AuthInterceptor(_Interceptor):
 
     skip = UNAUTHENTICATED_PREFIXES
 
-    def __init__(self, tokens: TokenStore | None, audit: AuditLog | None = None) -> None:
+    def __init__(
+        self, tokens: TokenStore | None, refusals: RefusalLog | None = None, trust: ProxyTrust | None = None
+    ) -> None:
         self._tokens = tokens
-        self._audit = audit
+        self._refusals = refusals
+        self._trust = trust or ProxyTrust()
 
     def authenticate(self, method: str, context: grpc.aio.ServicerContext) -> Principal:
-        address = client_address(context)
+        address = self._trust.client_address(context)
         if self._tokens is None:
             return Principal(name=address, roles=frozenset(Role))
         token = None
@@ -252,11 +286,10 @@ class AuthInterceptor(_Interceptor):
         return principal
 
     def _deny(self, method: str, address: str, outcome: str, who: str = "") -> None:
-        log.warning("%s refused for %s (%s): %s", short_method(method), who or "?", address, outcome)
-        if self._audit is not None:
-            self._audit.record(
-                "call", who=who or address, outcome=outcome, method=short_method(method), peer=address
-            )
+        # Counted every time; logged and audited at most once a minute per client (a flood of bad
+        # tokens must not flood the logs).
+        if self._refusals is not None:
+            self._refusals.refused(short_method(method), address, outcome, who)
 
     def around_unary(self, method: str, behavior: Behavior) -> Behavior:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -328,6 +361,11 @@ _AUDITED: dict[str, tuple[str, Callable[[Any], dict[str, Any]], Callable[[Any], 
             lambda q: {"miner_id": q.miner_id, "mode": _enum_name(q, "mode")},
             lambda r: {"event_id": r.event_id},
         ),
+        "TelemetryService/RecordRepair": (
+            "record_repair",
+            lambda q: {"event_id": q.event_id},
+            lambda r: {"miner_id": r.miner_id},
+        ),
         "TelemetryService/SetPlannedState": (
             "set_planned_state",
             lambda q: {"miner_id": q.miner_id, "kind": _enum_name(q, "kind")},
@@ -338,10 +376,15 @@ _AUDITED: dict[str, tuple[str, Callable[[Any], dict[str, Any]], Callable[[Any], 
             lambda q: {"miner_id": q.miner_id, "verdict": _enum_name(q, "verdict")},
             lambda r: {},
         ),
+        "FleetService/Backup": (
+            "backup",
+            lambda q: {"name": q.name},
+            lambda r: {"path": r.path, "samples": r.samples},
+        ),
         "FleetService/UpsertMiner": (
             "upsert_miner",
             lambda q: {"miner_id": q.miner.miner_id},
-            lambda r: {},
+            lambda r: {"changed_miner_id": r.miner_id},  # the path id may alias another miner
         ),
     }.items()
 }
@@ -409,9 +452,17 @@ class LimitsInterceptor(_Interceptor):
 
     skip = UNAUTHENTICATED_PREFIXES
 
-    def __init__(self, limiter: RateLimiter, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        metrics: Metrics | None = None,
+        refusals: RefusalLog | None = None,
+        trust: ProxyTrust | None = None,
+    ) -> None:
         self._limiter = limiter
         self._metrics = metrics
+        self._refusals = refusals
+        self._trust = trust or ProxyTrust()
 
     async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> None:
         remaining = context.time_remaining()
@@ -426,6 +477,14 @@ class LimitsInterceptor(_Interceptor):
             except RateLimited:
                 if self._metrics is not None:
                     self._metrics.rate_limited.labels(short_method(method)).inc()
+                if self._refusals is not None:
+                    principal = auth.current()
+                    self._refusals.refused(
+                        short_method(method),
+                        self._trust.client_address(context),
+                        "RESOURCE_EXHAUSTED",
+                        principal.name,
+                    )
                 raise
 
     def around_unary(self, method: str, behavior: Behavior) -> Behavior:

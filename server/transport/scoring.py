@@ -8,12 +8,13 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from mining.analytics.v1alpha1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
+from server import auth
 from server.domain import subscriptions, validation
 from server.domain.scoring import Scoring
 from server.domain.subscriptions import ScoreFilter, ScoreHub
 from server.errors import InvalidArgument
 from server.ops.limits import SubscriptionSlots
-from server.records import MinerScore
+from server.records import MinerScore, MinerStatus
 from server.transport.convert import from_timestamp, risk_level, to_timestamp
 
 
@@ -33,7 +34,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             hardware_model=request.hardware_model,
         )
         return scoring_pb2.ScoreFleetResponse(
-            scores=[score_to_proto(s) for s in fleet.scores],
+            scores=[with_status(score_to_proto(s), fleet.statuses.get(s.miner_id)) for s in fleet.scores],
             miners_scored=fleet.miners_scored,
             miners_skipped=fleet.miners_skipped,
             elapsed_ms=fleet.elapsed_ms,
@@ -57,7 +58,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         events = self._hub.subscribe(
             score_filter, after_sequence=request.after_sequence, heartbeat_s=heartbeat
         )
-        with self._slots.hold():  # caps concurrent streams (RESOURCE_EXHAUSTED beyond the cap)
+        # Caps concurrent streams, in total and per token (RESOURCE_EXHAUSTED beyond either cap).
+        with self._slots.hold(auth.current().name):
+            # Headers now, not with the first event (up to heartbeat_seconds later): a REST client
+            # behind Envoy sees its 200 at once.
+            await context.send_initial_metadata(())
             async for event in events:
                 yield event_to_proto(event)
 
@@ -145,6 +150,17 @@ def score_to_proto(score: MinerScore) -> scoring_pb2.MinerScore:
         window_end=to_timestamp(score.window_end),
         model_version=score.model_version,
     )
+
+
+def with_status(score: scoring_pb2.MinerScore, status: MinerStatus | None) -> scoring_pb2.MinerScore:
+    """The score with its miner's state (ScoreFleet)."""
+    if status is not None:
+        score.state = int(status.state)
+        score.state_reason = status.reason
+        since = to_timestamp(status.since)
+        if since is not None:
+            score.state_since.CopyFrom(since)
+    return score
 
 
 def event_to_proto(event: subscriptions.Event) -> scoring_pb2.ScoreEvent:

@@ -1,4 +1,4 @@
-"""TelemetryService servicer: WriteMetrics, IngestMetrics, RecordFailure, ListFailures,
+"""TelemetryService servicer: WriteMetrics, IngestMetrics, RecordFailure, RecordRepair, ListFailures,
 SetPlannedState, RecordFeedback."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def sample_columns(request: telemetry_pb2.WriteMetricsRequest) -> ColumnInput:
     row's NaN is marked as sent, for validation to refuse.
     """
     rows = request.samples
-    if not rows:
+    if not rows and request.HasField("columns"):
         return _columns_only(request.columns)
     n_rows = len(rows)
     columns = request.columns if request.HasField("columns") else None
@@ -77,6 +77,7 @@ def sample_columns(request: telemetry_pb2.WriteMetricsRequest) -> ColumnInput:
         ts_us=ts_us,
         metrics=metrics,
         rows=n_rows,
+        batch_field="samples",
         nan_sent=nan_sent,
         boards=boards if any(boards) else None,
         fan_speeds_rpm=fans if any(fans) else None,
@@ -169,6 +170,14 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         )
         return failure_to_proto(event)
 
+    async def RecordRepair(
+        self, request: telemetry_pb2.RecordRepairRequest, context: grpc.aio.ServicerContext
+    ) -> telemetry_pb2.FailureEvent:
+        event = await self._ingest.record_repair(
+            request.event_id, from_timestamp(request, "repaired_at"), request.note
+        )
+        return failure_to_proto(event)
+
     async def ListFailures(
         self, request: telemetry_pb2.ListFailuresRequest, context: grpc.aio.ServicerContext
     ) -> telemetry_pb2.ListFailuresResponse:
@@ -218,6 +227,7 @@ def failure_to_proto(event: FailureEvent) -> telemetry_pb2.FailureEvent:
         source=int(event.source),
         repaired_at=to_timestamp(event.repaired_at),
         note=event.note,
+        repair_source=int(event.repair_source),
     )
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-from mining.analytics.v1alpha1 import training_pb2, training_pb2_grpc
+from mining.analytics.v1alpha1 import common_pb2, training_pb2, training_pb2_grpc
 
 from server.domain.jobs import JobRecord
 from server.domain.models_admin import ModelsAdmin
 from server.domain.training import TrainingJobs
+from server.errors import InvalidArgument
 from server.models.registry import ModelVersionInfo
 from server.transport.convert import optional, to_timestamp
 
@@ -23,6 +24,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     async def Train(
         self, request: training_pb2.TrainRequest, context: grpc.aio.ServicerContext
     ) -> training_pb2.TrainJob:
+        _check_path_agrees(request, context)
         job = await self._jobs.start(
             request.model_kind,
             epochs=optional(request, "epochs"),
@@ -106,3 +108,26 @@ def version_to_proto(info: ModelVersionInfo) -> training_pb2.ModelVersion:
         feature_columns=info.feature_columns,
         sequence_length=info.sequence_length,
     )
+
+
+_TRAIN_PATH = "/api/advanced/train/"
+
+
+def _check_path_agrees(request: training_pb2.TrainRequest, context: grpc.aio.ServicerContext) -> None:
+    """POST /api/advanced/train/{model_kind} with a body naming another kind: INVALID_ARGUMENT.
+
+    The transcoder lets the body's model_kind override the path's; Envoy passes the REST path on
+    as x-envoy-original-path, so the two are compared here.
+    """
+    path = next((str(v) for k, v in context.invocation_metadata() or () if k == "x-envoy-original-path"), "")
+    if not path.startswith(_TRAIN_PATH):
+        return
+    segment = path[len(_TRAIN_PATH) :].split("?", 1)[0].split("/", 1)[0].upper()
+    named = {name: number for name, number in common_pb2.ModelKind.items()}
+    in_path = named.get(segment, named.get(f"MODEL_KIND_{segment}"))
+    if in_path is not None and in_path != request.model_kind:
+        raise InvalidArgument.for_field(
+            "model_kind",
+            f"the body says {common_pb2.ModelKind.Name(request.model_kind)} but the path says {segment}; "
+            "leave model_kind out of the body (the path names the model)",
+        )

@@ -58,6 +58,7 @@ GET_ROUTES = [
 BODY_ROUTES = [
     ("POST", "/api/advanced/metrics", ["samples", "columns", "batch_id"]),
     ("POST", "/api/advanced/failures", ["miner_id", "occurred_at", "mode", "repaired_at", "note"]),
+    ("POST", "/api/advanced/failures/{}/repair", ["event_id", "repaired_at", "note"]),
     ("POST", "/api/advanced/planned-states", ["miner_id", "kind", "start", "end", "note"]),
     ("POST", "/api/advanced/feedback", ["miner_id", "verdict", "model_version", "note"]),
     ("POST", "/api/advanced/train/jobs/{}/cancel", ["job_id"]),

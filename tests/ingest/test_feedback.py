@@ -26,14 +26,21 @@ def test_feedback_is_stored_against_the_miner_by_any_alias(
     )
     assert confirmed.model_version == ""  # no LSTM is active on this server
     assert len(confirmed.feedback_id) == 32 and confirmed.HasField("recorded_at")
+    with pytest.raises(grpc.RpcError) as caught:  # a version the registry never held
+        telemetry.RecordFeedback(
+            telemetry_pb2.RecordFeedbackRequest(
+                miner_id="10.7.0.1", verdict=telemetry_pb2.FEEDBACK_VERDICT_FALSE_ALARM, model_version="v7"
+            )
+        )
+    assert violations(caught.value) == ("INVALID_ARGUMENT", ["model_version"])
     false_alarm = telemetry.RecordFeedback(
         telemetry_pb2.RecordFeedbackRequest(
-            miner_id="10.7.0.1", verdict=telemetry_pb2.FEEDBACK_VERDICT_FALSE_ALARM, model_version="v7"
+            miner_id="10.7.0.1", verdict=telemetry_pb2.FEEDBACK_VERDICT_FALSE_ALARM
         )
     )
     stored = server.app.store.list_feedback("10.7.0.1")
     assert [(f["feedback_id"], f["verdict"], f["model_version"]) for f in stored] == [
-        (false_alarm.feedback_id, 2, "v7"),
+        (false_alarm.feedback_id, 2, ""),
         (confirmed.feedback_id, 1, ""),
     ]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from server import auth
 from server.config import Settings
 from server.domain.ingest import ColumnInput, Ingest
 from server.store import Store
@@ -35,9 +36,10 @@ def test_listeners_get_the_touched_miners_and_whether_the_batch_is_a_backfill(tm
     ingest.add_listener(lambda miners, backfill: heard.append((miners, backfill)))
     now = datetime.now(UTC).replace(microsecond=0)
     try:
-        asyncio.run(ingest.write(readings(("10.9.0.1", now - timedelta(minutes=5)), ("10.9.0.2", now))))
-        old = [("10.9.0.1", now - timedelta(hours=3, minutes=5 * step)) for step in range(3)]
-        asyncio.run(ingest.write(readings(*old)))
+        with auth.acting_as(auth.SYSTEM):  # outside an RPC nothing may write unless it says who it is
+            asyncio.run(ingest.write(readings(("10.9.0.1", now - timedelta(minutes=5)), ("10.9.0.2", now))))
+            old = [("10.9.0.1", now - timedelta(hours=3, minutes=5 * step)) for step in range(3)]
+            asyncio.run(ingest.write(readings(*old)))
     finally:
         store.close()
     assert heard == [({"10.9.0.1", "10.9.0.2"}, False), ({"10.9.0.1"}, True)]

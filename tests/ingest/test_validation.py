@@ -158,6 +158,11 @@ def test_empty_batch_is_invalid_argument(strict: telemetry_pb2_grpc.TelemetrySer
         strict.WriteMetrics(telemetry_pb2.WriteMetricsRequest())
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "the batch is empty" in caught.value.details()
+    assert violations(caught.value)[1] == ["samples"]
+    # An empty columns message is named as the columns it should have held.
+    with pytest.raises(grpc.RpcError) as caught:
+        strict.WriteMetrics(telemetry_pb2.WriteMetricsRequest(columns=telemetry_pb2.MetricColumns()))
+    assert violations(caught.value)[1] == ["columns"]
 
 
 def test_one_id_with_two_serials_in_a_batch_is_invalid(

@@ -45,7 +45,8 @@ def test_saved_versions_list_newest_first_and_load_with_weights_only(tmp_path: P
 
 def test_load_without_an_active_version_or_with_an_unknown_one_fails_clearly(tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path)
-    with pytest.raises(ModelNotTrained, match="POST /api/advanced/train/lstm"):
+    # The surface-neutral pointer the transport renders as a REST route or a gRPC method.
+    with pytest.raises(ModelNotTrained, match=r"start one with <<TrainingService\.Train\?model_kind=lstm>>"):
         registry.load(ModelKind.LSTM)
     with pytest.raises(NotFound, match="no LSTM model version 'lstm-nope'"):
         registry.activate(ModelKind.LSTM, "lstm-nope")

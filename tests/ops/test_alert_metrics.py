@@ -24,7 +24,7 @@ from mining.analytics.v1alpha1 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.domain.active_models import Loaded, ModelSummary
+from server.domain.active_models import ModelSummary, ServingModel
 from tests.harness import ServerThread, start_server
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -149,13 +149,15 @@ def test_model_info_and_activation_time_follow_the_active_models(server: ServerT
     summary = ModelSummary(version="lstm-test-1", trained_at=trained, feature_columns=(), sequence_length=24)
     previous = models.lstm
     try:
-        models.set_lstm(Loaded(model=None, summary=summary))
+        models.set_lstm(ServingModel(model=None, summary=summary))
         series = scrape(server)
         assert named(series, "mfh_model_info")[(("kind", "lstm"), ("version", "lstm-test-1"))] == 1
         assert series[("mfh_model_trained_timestamp_seconds", (("kind", "lstm"),))] == trained.timestamp()
         activated = series[("mfh_model_activated_timestamp_seconds", (("kind", "lstm"),))]
         assert before <= activated <= time.time()
-        models.set_lstm(Loaded(model=None, summary=summary))  # the same version again: no new activation
+        models.set_lstm(
+            ServingModel(model=None, summary=summary)
+        )  # the same version again: no new activation
         again = scrape(server)[("mfh_model_activated_timestamp_seconds", (("kind", "lstm"),))]
         assert again == activated
     finally:

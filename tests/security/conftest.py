@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import grpc
 import pytest
 
 from server.auth import mint
-from tests.harness import Stack, start_stack
+from tests.harness import Response, Stack, start_stack
 
 
 @dataclass
@@ -75,3 +76,56 @@ def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStack]:
 @pytest.fixture
 def channel(auth_stack: AuthStack) -> grpc.Channel:
     return auth_stack.stack.channel
+
+
+@dataclass
+class SiteStack:
+    stack: Stack
+    tokens: dict[str, str]
+    data_dir: Path
+
+    def headers(self, name: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.tokens[name]}"}
+
+    def metadata(self, name: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.tokens[name]}"),)
+
+    def rest(self, method: str, path: str, body: object = None, token: str = "site-a") -> Response:
+        return self.stack.rest(method, path, body, headers=self.headers(token))
+
+
+@pytest.fixture(scope="package")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteStack]:
+    """The demo fleet with two of its miners moved to site-a, both models trained (1 epoch), and a
+    reader+writer token scoped to site-a."""
+    data_dir = Path(tmp_path_factory.mktemp("sites"))
+    tokens_file = data_dir / "tokens.json"
+    secrets = write_tokens(
+        tokens_file, {"admin": (["admin"], []), "site-a": (["reader", "writer"], ["site:site-a"])}
+    )
+    running = SiteStack(start_stack(data_dir, auth_tokens_file=tokens_file), secrets, data_dir)
+    try:
+        for miner_id in ("192.168.1.100", "192.168.1.101"):
+            reply = running.rest(
+                "PUT",
+                f"/api/advanced/miners/{miner_id}",
+                {"hardware_model": "Antminer S19 Pro", "site": "site-a"},
+                token="admin",
+            )
+            assert reply.status == 200, reply.body
+        for kind in ("lstm", "autoencoder"):
+            reply = running.rest(
+                "POST", f"/api/advanced/train/{kind}", {"epochs": 1, "seed": 3}, token="admin"
+            )
+            assert reply.status == 200, reply.body
+            job_id = reply.json()["job_id"]
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                job = running.rest("GET", f"/api/advanced/train/jobs/{job_id}", token="admin").json()
+                if job["state"] not in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING"):
+                    assert job["state"] == "JOB_STATE_SUCCEEDED", job
+                    break
+                time.sleep(0.2)
+        yield running
+    finally:
+        running.stack.close()

@@ -1,11 +1,15 @@
-"""Domain error kinds know no gRPC; the transport's one table gives each its status code."""
+"""Domain error kinds know no gRPC and name no REST path; the transport gives each its status code
+(one table) and renders its next steps for the caller's surface."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import grpc
 
 from server import errors
 from server.store.db import StoreClosed, StoreLocked
+from server.transport import next_steps
 from server.transport.codes import grpc_code
 
 
@@ -31,3 +35,30 @@ def test_each_domain_error_kind_maps_to_its_grpc_code() -> None:
 def test_domain_errors_carry_no_grpc_code() -> None:
     assert not any(hasattr(kind, "code") for kind in errors.DomainError.__subclasses__())
     assert "grpc" not in vars(errors)
+
+
+def test_next_steps_render_as_the_rest_route_or_the_grpc_method() -> None:
+    register = errors.next_step("FleetService.UpsertMiner", **{"miner.miner_id": "10.0.0.9"})
+    text = (
+        f"register it first ({register}); or {errors.next_step('TrainingService.Train', model_kind='lstm')}"
+    )
+    assert next_steps.render(text, rest=True) == (
+        "register it first (PUT /api/advanced/miners/10.0.0.9); or POST /api/advanced/train/lstm"
+    )
+    assert next_steps.render(text, rest=False) == (
+        "register it first (FleetService.UpsertMiner); or TrainingService.Train"
+    )
+    assert next_steps.is_rest([("x-envoy-original-path", "/api/advanced/status")])
+    assert not next_steps.is_rest([("user-agent", "grpc-python")])
+
+
+def test_no_rest_path_is_written_below_the_transport() -> None:
+    root = Path(__file__).resolve().parents[2] / "server"
+    below = [
+        *root.glob("domain/*.py"),
+        *root.glob("models/*.py"),
+        *root.glob("store/*.py"),
+        root / "errors.py",
+    ]
+    named = [str(path) for path in below if "/api/advanced/" in path.read_text()]
+    assert named == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from mining.analytics.v1alpha1 import (
     common_pb2,
     fleet_pb2,
@@ -91,8 +93,11 @@ def test_predict_before_training_is_failed_precondition(stack: Stack) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         stub.PredictFailureRisk(scoring_pb2.PredictFailureRiskRequest(miner_id="192.168.1.100"), timeout=30)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "no trained LSTM model: POST /api/advanced/train/lstm" in caught.value.details()
+    # A gRPC caller is pointed at the method; a REST caller at the route (test_rest.py).
+    assert "no trained LSTM model: TrainingService.Train" in caught.value.details()
+    assert "/api/" not in caught.value.details()
     assert error_details(caught.value)[0] == "MODEL_NOT_TRAINED"
+    assert _error_info(caught.value).metadata["next_step"] == "TrainingService.Train"  # for the CLI
 
 
 def test_detect_before_training_is_failed_precondition(stack: Stack) -> None:
@@ -100,7 +105,7 @@ def test_detect_before_training_is_failed_precondition(stack: Stack) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         stub.DetectAnomalies(scoring_pb2.DetectAnomaliesRequest(miner_id="192.168.1.100"), timeout=30)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "POST /api/advanced/train/autoencoder" in caught.value.details()
+    assert "no trained anomaly autoencoder: TrainingService.Train" in caught.value.details()
     assert error_details(caught.value)[0] == "MODEL_NOT_TRAINED"
 
 
@@ -141,3 +146,11 @@ def test_unknown_job_is_not_found(stack: Stack) -> None:
         stub.GetTrainJob(training_pb2.GetTrainJobRequest(job_id="nope"), timeout=30)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_details(caught.value)[0] == "JOB_NOT_FOUND"
+
+
+def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert any(detail.Unpack(info) for detail in status.details if detail.Is(info.DESCRIPTOR))
+    return info

@@ -69,6 +69,19 @@ def test_detect_returns_the_documented_fields(trained_stack: Stack) -> None:
     assert all(0.0 <= w["confidence"] <= 1.0 for w in body["windows"])
 
 
+def test_the_demo_miner_is_flagged_as_its_fan_fails_and_context_explains_the_rest(trained_stack: Stack) -> None:
+    body = trained_stack.rest("GET", "/api/advanced/detect/anomalies/192.168.1.100").json()
+    windows = body["windows"]
+    # its fan slows over its last 18 h (temperature +12 C by the end): flagged at the end, not a day ago
+    assert all(w["is_anomaly"] for w in windows[-6:]), [w["decision_score"] for w in windows[-6:]]
+    assert not any(w["is_anomaly"] for w in windows[:24])
+    assert {"temperature", "fan_speed", "temperature_trend"} & set(windows[-1]["top_features"])
+    # every window that deviates but is not an anomaly says why
+    for w in windows:
+        if w["deviates"] and not w["is_anomaly"]:
+            assert w["suppression"] != "ANOMALY_SUPPRESSION_UNSPECIFIED"
+
+
 def test_detect_range_beyond_seven_days_is_invalid(trained_stack: Stack) -> None:
     reply = trained_stack.rest(
         "GET",

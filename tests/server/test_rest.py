@@ -27,7 +27,12 @@ def test_status_has_the_documented_fields(stack: Stack) -> None:
     assert body["sequence_length"] == 24
     assert body["miners"] == SMALL_FLEET["demo_miners"]
     assert int(body["samples"]) > 0  # int64 prints as a JSON string
-    assert body["lstm_model_info"] == {"loaded": False, "version": ""}
+    assert body["lstm_model_info"] == {
+        "loaded": False,
+        "version": "",
+        "not_activated_version": "",
+        "not_activated_reason": "",
+    }
 
 
 def test_miner_id_with_dots_binds_from_the_path(stack: Stack) -> None:
@@ -50,6 +55,8 @@ def test_unknown_miner_is_404(stack: Stack) -> None:
     reply = stack.rest("GET", "/api/advanced/detect/anomalies/10.1.2.3")
     assert reply.status == 404
     assert reply.json()["details"][0]["reason"] == "MINER_NOT_FOUND"
+    # The next step names the REST route to a REST caller (a gRPC caller reads FleetService.ListMiners).
+    assert reply.json()["message"].endswith("list miners with GET /api/advanced/miners")
 
 
 def test_train_with_epochs_zero_is_400_naming_the_field(stack: Stack) -> None:

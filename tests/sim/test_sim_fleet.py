@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.records import FEATURE_COLUMNS, EventSource, FailureMode
+from server.records import FEATURE_COLUMNS, EventSource, FailureMode, PlannedStateKind
 from server.sim import HARDWARE, SimulatedFleet, miner_ip, seed_store, simulate_fleet
 from server.store import Store
 
@@ -207,3 +207,36 @@ def test_seeding_a_store_writes_everything_once(tmp_path: Path) -> None:
         assert stored is not None and stored.miner_id == "192.168.1.100"
     finally:
         store.close()
+
+
+def test_demo_fleets_ending_at_midnight_on_different_days_are_the_same_fleet_shifted() -> None:
+    # The server seeds the demo to end at the last midnight UTC: runs on different days must get the
+    # same telemetry (the daily ambient cycle is tied to the UTC hour), only shifted by whole days.
+    monday = simulate_fleet(12, 4, 7, end=datetime(2026, 11, 23, tzinfo=UTC))
+    thursday = simulate_fleet(12, 4, 7, end=datetime(2026, 11, 26, tzinfo=UTC))
+    assert np.array_equal(thursday.samples.ts - monday.samples.ts, np.full(len(monday.samples), 3 * 86400))
+    for name in ("hashrate_ths", "temperature_c", "fan_speed_rpm", "power_w", "accepted_shares"):
+        assert np.array_equal(getattr(monday.samples, name), getattr(thursday.samples, name), equal_nan=True)
+    # ...whereas ending at another hour of the day changes the demo miner's readings
+    noon = simulate_fleet(12, 4, 7, end=datetime(2026, 11, 26, 12, tzinfo=UTC))
+    assert not np.array_equal(noon.samples.temperature_c, monday.samples.temperature_c, equal_nan=True)
+
+
+def test_confounders_hit_whole_sites_and_are_recorded_as_site_events(fleet: SimulatedFleet) -> None:
+    sites = {m.miner_id: m.site for m in fleet.miners}
+    assert {e.kind for e in fleet.site_events} >= {"heat_wave", "pool_outage"}
+    for event in fleet.site_events:
+        members = [m for m, s in sites.items() if s == event.site]
+        assert set(event.miner_ids) <= set(members) and len(event.miner_ids) >= 0.8 * len(members)
+    heat = next(e for e in fleet.site_events if e.kind == "heat_wave")
+    s = fleet.samples
+    inside = np.isin(s.miner_id, heat.miner_ids) & (s.ts >= _ts(heat.start)) & (s.ts <= _ts(heat.end))
+    before = np.isin(s.miner_id, heat.miner_ids) & (s.ts >= _ts(heat.start - timedelta(days=1))) & (
+        s.ts <= _ts(heat.end - timedelta(days=1))
+    )
+    assert np.nanmean(s.temperature_c[inside]) > np.nanmean(s.temperature_c[before]) + 2.0
+    assert {c.kind for c in fleet.contexts} == {"reboot", "firmware_update"}
+    drifts = [e for e in fleet.episodes if e.kind == "drift"]
+    assert drifts and all(e.failure_at is None for e in drifts)
+    cleanings = {(p.miner_id, p.start) for p in fleet.planned_states if p.kind == PlannedStateKind.MAINTENANCE}
+    assert all((e.miner_id, e.end) in cleanings for e in drifts)

@@ -71,6 +71,7 @@ def test_failures_round_trip_newest_first(store: Store) -> None:
             EventSource.MANUAL,
             T0 + timedelta(hours=9),
             "fan replaced",
+            repair_source=EventSource.MANUAL,  # a recorded repair
         )
     ]
     store.add_failure(_failure("e1", "10.0.0.1", 1, FailureMode.HASH_BOARD))  # same id replaces

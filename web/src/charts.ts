@@ -49,6 +49,10 @@ const BAND_FILL: Record<string, string> = {
   planned: "rgba(0, 114, 178, 0.14)",
 };
 
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
 export function chart(spec: ChartSpec): HTMLElement {
   const bands = spec.bands ?? [];
   const markers = spec.markers ?? [];
@@ -60,8 +64,8 @@ export function chart(spec: ChartSpec): HTMLElement {
     {},
     h("strong", {}, spec.title),
     ` — ${points} points`,
-    bands.length ? `, ${bands.length} shaded windows` : "",
-    markers.length ? `, ${markers.length} events marked` : "",
+    bands.length ? `, ${plural(bands.length, "shaded window")}` : "",
+    markers.length ? `, ${plural(markers.length, "event")} marked` : "",
   );
   const figure = h(
     "figure",
@@ -83,7 +87,7 @@ export function chart(spec: ChartSpec): HTMLElement {
     const kinds = new Map<string, number>();
     for (const band of bands) kinds.set(band.kind, (kinds.get(band.kind) ?? 0) + 1);
     for (const [kind, count] of kinds) {
-      list.append(h("li", { class: `band-${kind}` }, `▮ ${count} ${kind} window${count === 1 ? "" : "s"} shaded`));
+      list.append(h("li", { class: `band-${kind}` }, `▮ ${plural(count, `${kind} window`)} shaded`));
     }
     figure.append(list);
   }
@@ -114,7 +118,8 @@ export function chart(spec: ChartSpec): HTMLElement {
       ctx.stroke();
       ctx.fillStyle = "#222";
       ctx.font = `${11 * devicePixelRatio}px sans-serif`;
-      ctx.fillText(cut.label, left + 4, y - 3);
+      ctx.textAlign = "right";
+      ctx.fillText(cut.label, left + width - 4, y - 3);
     }
     ctx.setLineDash([]);
     for (const marker of markers) {
@@ -145,7 +150,17 @@ export function chart(spec: ChartSpec): HTMLElement {
       y: spec.yRange ? { range: spec.yRange } : {},
     },
     axes: [{}, { label: spec.unit, size: 56 }],
-    series: [{}, ...spec.lines.map((line) => ({ label: line.label, stroke: line.colour, width: 1.5, dash: line.dash, spanGaps: false }))],
+    series: [
+      {},
+      ...spec.lines.map((line) => ({
+        label: line.label,
+        stroke: line.colour,
+        width: 1.5,
+        dash: line.dash,
+        spanGaps: false,
+        points: { show: points < 60, size: 6, fill: line.colour },
+      })),
+    ],
     hooks: { draw: [draw] },
     legend: { show: true },
   };

@@ -155,6 +155,10 @@ export function renderFleet(main: HTMLElement): () => void {
       summary.textContent = `Showing ${limit} of ${visible.length} matching miners (${all.length} in the fleet), riskiest first.`;
       renderTable(body, visible.slice(0, limit), visible.length > limit, changed);
     }
+    // Timings a person can read in DevTools (and bench/console_timing.py reads): the first full
+    // render after navigation, and each render that shows a live update.
+    if (!performance.getEntriesByName("fleet-rendered").length) performance.mark("fleet-rendered");
+    if (changed) performance.mark("fleet-live-rendered", { detail: changed });
   }
 
   function renderTable(target: HTMLElement, rows: MinerRow[], more: boolean, changed: string[] | null): void {
@@ -195,7 +199,7 @@ export function renderFleet(main: HTMLElement): () => void {
       ),
       tbody,
     );
-    const wrap = h("div", { class: "table-wrap" }, table);
+    const wrap = h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Miners" }, table);
     target.replaceChildren(wrap);
     if (more) {
       target.append(

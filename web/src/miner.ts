@@ -29,8 +29,14 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
   const charts = h("section", { class: "card charts", "aria-labelledby": "charts-title" });
   const events = h("section", { class: "card", "aria-labelledby": "events-title" });
   const actions = h("section", { class: "card", "aria-labelledby": "actions-title" });
-  main.replaceChildren(h("p", {}, h("a", { href: "#/fleet" }, "← Fleet")), title, facts, risk, charts, events);
-  if (session.canWrite) main.append(actions);
+  const side = h("div", { class: "miner-side" }, h("section", { class: "card", "aria-label": "Miner details" }, facts), events);
+  if (session.canWrite) side.append(actions);
+  main.replaceChildren(
+    h("p", { class: "back" }, h("a", { href: "#/fleet" }, "← Fleet")),
+    title,
+    h("div", { class: "miner-top" }, risk, side),
+    charts,
+  );
 
   let current: PredictFailureRiskResponse | null = null;
   let failures: FailureEvent[] = [];
@@ -57,7 +63,7 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
         ).flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),
       );
     } catch (error) {
-      facts.replaceChildren(h("p", { class: "problem", role: "alert" }, sentence(error, "Loading the miner")));
+      facts.replaceWith(h("p", { class: "problem", role: "alert" }, sentence(error, "Loading the miner")));
       throw error;
     }
   }
@@ -68,12 +74,12 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
       const factors = h(
         "table",
         { class: "factors" },
-        h("caption", {}, "What drives the score (share of the model's output, the miner's recent value and the fleet norm)"),
+        h("caption", {}, `What drives the score: the ${Math.min(6, current.riskFactors.length)} largest of ${current.riskFactors.length} factors (share of the model's output, the miner's recent value, the fleet norm)`),
         h("thead", {}, h("tr", {}, ...["Factor", "Importance", "Recent", "Fleet norm"].map((t) => h("th", { scope: "col" }, t)))),
         h(
           "tbody",
           {},
-          ...current.riskFactors.map((factor) =>
+          ...current.riskFactors.slice(0, 6).map((factor) =>
             h(
               "tr",
               {},
@@ -100,7 +106,7 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
           { class: "hint" },
           `Model ${current.modelVersion}, window ${dateTime(toDate(current.windowStart))} – ${dateTime(toDate(current.windowEnd))} (${current.windowSamples} samples).`,
         ),
-        factors,
+        h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Risk factors" }, factors),
       );
     } catch (error) {
       risk.replaceChildren(h("h2", { id: "risk-title" }, "Current risk"), h("p", { class: "problem" }, sentence(error, "Scoring this miner")));
@@ -221,8 +227,8 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
         }),
       );
     }
-    status.textContent = `${rangeName} to the last reading (${dateTime(end)}); shaded: anomalous windows (orange), outages (grey), planned states (blue); ▼ failures.`;
-    charts.append(...parts);
+    status.textContent = `The ${rangeName} up to ${dateTime(end)} (just after the last reading); shaded: anomalous windows (orange), outages (grey), planned states (blue); ▼ failures.`;
+    charts.append(h("div", { class: "charts-grid" }, ...parts));
   }
 
   /** The autoencoder's windows over the range (DetectAnomalies answers at most 7 days a call). */

@@ -106,7 +106,7 @@ export function renderModels(main: HTMLElement): () => void {
         versions.length
           ? h(
               "div",
-              { class: "table-wrap" },
+              { class: "table-wrap", tabindex: 0, role: "region", "aria-label": `${KIND_NAME[kind]} versions` },
               h(
                 "table",
                 { class: "registry", "data-kind": ModelKind[kind] },
@@ -183,7 +183,7 @@ export function renderModels(main: HTMLElement): () => void {
       h("h2", { id: "jobs-title" }, "Training jobs"),
       h(
         "div",
-        { class: "table-wrap" },
+        { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Training jobs" },
         h(
           "table",
           { class: "jobs" },

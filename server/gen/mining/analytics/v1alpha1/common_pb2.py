@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&mining/analytics/v1alpha1/common.proto\x12\x19mining.analytics.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x02\n\x05Miner\x12\x10\n\x08miner_id\x18\x01 \x01(\t\x12\x16\n\x0ehardware_model\x18\x02 \x01(\t\x12\x0c\n\x04make\x18\x03 \x01(\t\x12\x1c\n\x14nominal_hashrate_ths\x18\x04 \x01(\x01\x12\x17\n\x0fnominal_power_w\x18\x05 \x01(\x01\x12\x0e\n\x06serial\x18\x06 \x01(\t\x12\x0b\n\x03mac\x18\x07 \x01(\t\x12\x0c\n\x04site\x18\x08 \x01(\t\x12-\n\tlast_seen\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0csample_count\x18\n \x01(\x05\x12\x12\n\nrisk_score\x18\x0b \x01(\x01\x12\x38\n\nrisk_level\x18\x0c \x01(\x0e\x32$.mining.analytics.v1alpha1.RiskLevel\x12\x12\n\nis_anomaly\x18\r \x01(\x08*T\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x07\n\x03LOW\x10\x01\x12\n\n\x06MEDIUM\x10\x02\x12\x08\n\x04HIGH\x10\x03\x12\x0c\n\x08\x43RITICAL\x10\x04*B\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04LSTM\x10\x01\x12\x0f\n\x0b\x41UTOENCODER\x10\x02*\xab\x02\n\x0b\x46\x61ilureMode\x12\x1c\n\x18\x46\x41ILURE_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46\x41ILURE_MODE_FAN\x10\x01\x12\x18\n\x14\x46\x41ILURE_MODE_THERMAL\x10\x02\x12\x1b\n\x17\x46\x41ILURE_MODE_HASH_BOARD\x10\x03\x12\x14\n\x10\x46\x41ILURE_MODE_PSU\x10\x04\x12\x15\n\x11\x46\x41ILURE_MODE_POOL\x10\x05\x12\x15\n\x11\x46\x41ILURE_MODE_CHIP\x10\x06\x12\x1c\n\x18\x46\x41ILURE_MODE_REBOOT_LOOP\x10\x07\x12\x1e\n\x1a\x46\x41ILURE_MODE_CONTROL_BOARD\x10\x08\x12\x17\n\x13\x46\x41ILURE_MODE_OUTAGE\x10\t\x12\x16\n\x12\x46\x41ILURE_MODE_OTHER\x10\n*z\n\x0b\x45ventSource\x12\x1c\n\x18\x45VENT_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_SOURCE_MANUAL\x10\x01\x12\x18\n\x14\x45VENT_SOURCE_DERIVED\x10\x02\x12\x1a\n\x16\x45VENT_SOURCE_SIMULATOR\x10\x03\x42-Z+mining/analytics/v1alpha1;analyticsv1alpha1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&mining/analytics/v1alpha1/common.proto\x12\x19mining.analytics.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x03\n\x05Miner\x12\x10\n\x08miner_id\x18\x01 \x01(\t\x12\x16\n\x0ehardware_model\x18\x02 \x01(\t\x12\x0c\n\x04make\x18\x03 \x01(\t\x12\x1c\n\x14nominal_hashrate_ths\x18\x04 \x01(\x01\x12\x17\n\x0fnominal_power_w\x18\x05 \x01(\x01\x12\x0e\n\x06serial\x18\x06 \x01(\t\x12\x0b\n\x03mac\x18\x07 \x01(\t\x12\x0c\n\x04site\x18\x08 \x01(\t\x12-\n\tlast_seen\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0csample_count\x18\n \x01(\x05\x12\x12\n\nrisk_score\x18\x0b \x01(\x01\x12\x38\n\nrisk_level\x18\x0c \x01(\x0e\x32$.mining.analytics.v1alpha1.RiskLevel\x12\x12\n\nis_anomaly\x18\r \x01(\x08\x12\x34\n\x05state\x18\x14 \x01(\x0e\x32%.mining.analytics.v1alpha1.MinerState\x12\x14\n\x0cstate_reason\x18\x15 \x01(\t\x12/\n\x0bstate_since\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08warnings\x18\x17 \x03(\t*T\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x07\n\x03LOW\x10\x01\x12\n\n\x06MEDIUM\x10\x02\x12\x08\n\x04HIGH\x10\x03\x12\x0c\n\x08\x43RITICAL\x10\x04*B\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04LSTM\x10\x01\x12\x0f\n\x0b\x41UTOENCODER\x10\x02*\xab\x02\n\x0b\x46\x61ilureMode\x12\x1c\n\x18\x46\x41ILURE_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46\x41ILURE_MODE_FAN\x10\x01\x12\x18\n\x14\x46\x41ILURE_MODE_THERMAL\x10\x02\x12\x1b\n\x17\x46\x41ILURE_MODE_HASH_BOARD\x10\x03\x12\x14\n\x10\x46\x41ILURE_MODE_PSU\x10\x04\x12\x15\n\x11\x46\x41ILURE_MODE_POOL\x10\x05\x12\x15\n\x11\x46\x41ILURE_MODE_CHIP\x10\x06\x12\x1c\n\x18\x46\x41ILURE_MODE_REBOOT_LOOP\x10\x07\x12\x1e\n\x1a\x46\x41ILURE_MODE_CONTROL_BOARD\x10\x08\x12\x17\n\x13\x46\x41ILURE_MODE_OUTAGE\x10\t\x12\x16\n\x12\x46\x41ILURE_MODE_OTHER\x10\n*z\n\x0b\x45ventSource\x12\x1c\n\x18\x45VENT_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_SOURCE_MANUAL\x10\x01\x12\x18\n\x14\x45VENT_SOURCE_DERIVED\x10\x02\x12\x1a\n\x16\x45VENT_SOURCE_SIMULATOR\x10\x03*\x88\x01\n\nMinerState\x12\x1b\n\x17MINER_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10MINER_STATE_LIVE\x10\x01\x12\x14\n\x10MINER_STATE_DOWN\x10\x02\x12\x15\n\x11MINER_STATE_STALE\x10\x03\x12\x1a\n\x16MINER_STATE_RECOVERING\x10\x04\x42-Z+mining/analytics/v1alpha1;analyticsv1alpha1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,16 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mining.analytics.v1alpha1.c
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z+mining/analytics/v1alpha1;analyticsv1alpha1'
-  _globals['_RISKLEVEL']._serialized_start=433
-  _globals['_RISKLEVEL']._serialized_end=517
-  _globals['_MODELKIND']._serialized_start=519
-  _globals['_MODELKIND']._serialized_end=585
-  _globals['_FAILUREMODE']._serialized_start=588
-  _globals['_FAILUREMODE']._serialized_end=887
-  _globals['_EVENTSOURCE']._serialized_start=889
-  _globals['_EVENTSOURCE']._serialized_end=1011
+  _globals['_RISKLEVEL']._serialized_start=576
+  _globals['_RISKLEVEL']._serialized_end=660
+  _globals['_MODELKIND']._serialized_start=662
+  _globals['_MODELKIND']._serialized_end=728
+  _globals['_FAILUREMODE']._serialized_start=731
+  _globals['_FAILUREMODE']._serialized_end=1030
+  _globals['_EVENTSOURCE']._serialized_start=1032
+  _globals['_EVENTSOURCE']._serialized_end=1154
+  _globals['_MINERSTATE']._serialized_start=1157
+  _globals['_MINERSTATE']._serialized_end=1293
   _globals['_MINER']._serialized_start=103
-  _globals['_MINER']._serialized_end=431
+  _globals['_MINER']._serialized_end=574
 # @@protoc_insertion_point(module_scope)

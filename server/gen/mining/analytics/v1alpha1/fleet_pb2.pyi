@@ -284,3 +284,71 @@ class UpsertMinerRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpsertMinerRequest: _TypeAlias = UpsertMinerRequest  # noqa: Y015
+
+@_typing.final
+class BackupRequest(_message.Message):
+    """Asks for a backup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The backup's folder name under the backup folder (letters, digits, '.', '_', '-'); empty = a
+    name from the current UTC time.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackupRequest: _TypeAlias = BackupRequest  # noqa: Y015
+
+@_typing.final
+class BackupResponse(_message.Message):
+    """A finished backup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    MINERS_FIELD_NUMBER: _builtins.int
+    LSTM_VERSION_FIELD_NUMBER: _builtins.int
+    AUTOENCODER_VERSION_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """The backup's folder on the server's host."""
+    samples: _builtins.int
+    """Samples in the backed-up store (JSON: number)."""
+    miners: _builtins.int
+    """Miners in the backed-up store (JSON: number)."""
+    lstm_version: _builtins.str
+    """The active LSTM version in the backup; empty when none."""
+    autoencoder_version: _builtins.str
+    """The active autoencoder version in the backup; empty when none."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the backup was taken."""
+
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        samples: _builtins.int = ...,
+        miners: _builtins.int = ...,
+        lstm_version: _builtins.str = ...,
+        autoencoder_version: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["autoencoder_version", b"autoencoder_version", "created_at", b"created_at", "lstm_version", b"lstm_version", "miners", b"miners", "path", b"path", "samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackupResponse: _TypeAlias = BackupResponse  # noqa: Y015

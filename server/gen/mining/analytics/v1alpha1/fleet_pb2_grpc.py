@@ -57,6 +57,11 @@ class FleetServiceStub:
                 request_serializer=mining_dot_analytics_dot_v1alpha1_dot_fleet__pb2.UpsertMinerRequest.SerializeToString,
                 response_deserializer=mining_dot_analytics_dot_v1alpha1_dot_common__pb2.Miner.FromString,
                 _registered_method=True)
+        self.Backup = channel.unary_unary(
+                '/mining.analytics.v1alpha1.FleetService/Backup',
+                request_serializer=mining_dot_analytics_dot_v1alpha1_dot_fleet__pb2.BackupRequest.SerializeToString,
+                response_deserializer=mining_dot_analytics_dot_v1alpha1_dot_fleet__pb2.BackupResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -91,6 +96,14 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Backup(self, request, context):
+        """Writes a consistent backup of the store and the model registry into the server's backup folder
+        while it serves (role trainer). Restore it offline with `python -m server.backup restore`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +126,11 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.UpsertMiner,
                     request_deserializer=mining_dot_analytics_dot_v1alpha1_dot_fleet__pb2.UpsertMinerRequest.FromString,
                     response_serializer=mining_dot_analytics_dot_v1alpha1_dot_common__pb2.Miner.SerializeToString,
+            ),
+            'Backup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=mining_dot_analytics_dot_v1alpha1_dot_fleet__pb2.BackupRequest.FromString,
+                    response_serializer=mining_dot_analytics_dot_v1alpha1_dot_fleet__pb2.BackupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +242,33 @@ class FleetService:
             '/mining.analytics.v1alpha1.FleetService/UpsertMiner',
             mining_dot_analytics_dot_v1alpha1_dot_fleet__pb2.UpsertMinerRequest.SerializeToString,
             mining_dot_analytics_dot_v1alpha1_dot_common__pb2.Miner.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mining.analytics.v1alpha1.FleetService/Backup',
+            mining_dot_analytics_dot_v1alpha1_dot_fleet__pb2.BackupRequest.SerializeToString,
+            mining_dot_analytics_dot_v1alpha1_dot_fleet__pb2.BackupResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class FleetServiceStub:
     """Reads one miner."""
     UpsertMiner: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.UpsertMinerRequest, _common_pb2.Miner]
     """Registers a miner or updates its record (hardware model, serial, site, IP alias)."""
+    Backup: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.BackupRequest, _fleet_pb2.BackupResponse]
+    """Writes a consistent backup of the store and the model registry into the server's backup folder
+    while it serves (role trainer). Restore it offline with `python -m server.backup restore`.
+    """
 
 @_typing.type_check_only
 class FleetServiceAsyncStub(FleetServiceStub):
@@ -60,6 +64,10 @@ class FleetServiceAsyncStub(FleetServiceStub):
     """Reads one miner."""
     UpsertMiner: _aio.UnaryUnaryMultiCallable[_fleet_pb2.UpsertMinerRequest, _common_pb2.Miner]  # type: ignore[assignment]
     """Registers a miner or updates its record (hardware model, serial, site, IP alias)."""
+    Backup: _aio.UnaryUnaryMultiCallable[_fleet_pb2.BackupRequest, _fleet_pb2.BackupResponse]  # type: ignore[assignment]
+    """Writes a consistent backup of the store and the model registry into the server's backup folder
+    while it serves (role trainer). Restore it offline with `python -m server.backup restore`.
+    """
 
 class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
     """The server's state and the fleet's miners."""
@@ -95,5 +103,15 @@ class FleetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Miner, _abc.Awaitable[_common_pb2.Miner]]:
         """Registers a miner or updates its record (hardware model, serial, site, IP alias)."""
+
+    @_abc_1.abstractmethod
+    def Backup(
+        self,
+        request: _fleet_pb2.BackupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleet_pb2.BackupResponse, _abc.Awaitable[_fleet_pb2.BackupResponse]]:
+        """Writes a consistent backup of the store and the model registry into the server's backup folder
+        while it serves (role trainer). Restore it offline with `python -m server.backup restore`.
+        """
 
 def add_FleetServiceServicer_to_server(servicer: FleetServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -486,6 +486,9 @@ class MinerScore(_message.Message):
     ANOMALY_SCORE_FIELD_NUMBER: _builtins.int
     WINDOW_END_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STATE_REASON_FIELD_NUMBER: _builtins.int
+    STATE_SINCE_FIELD_NUMBER: _builtins.int
     miner_id: _builtins.str
     """The miner."""
     risk_score: _builtins.float
@@ -498,9 +501,19 @@ class MinerScore(_message.Message):
     """Latest reconstruction error; 0 when no autoencoder is trained."""
     model_version: _builtins.str
     """The LSTM model version that scored."""
+    state: _common_pb2.MinerState.ValueType
+    """Live, down, stale or recovering (ScoreFleet only); a miner that is not live keeps its risk for
+    reference and is ranked after every live miner.
+    """
+    state_reason: _builtins.str
+    """Why, in words (ScoreFleet only)."""
     @_builtins.property
     def window_end(self) -> _timestamp_pb2.Timestamp:
         """Time of the last sample scored."""
+
+    @_builtins.property
+    def state_since(self) -> _timestamp_pb2.Timestamp:
+        """Since when (ScoreFleet only); unset when live."""
 
     def __init__(
         self,
@@ -512,10 +525,13 @@ class MinerScore(_message.Message):
         anomaly_score: _builtins.float = ...,
         window_end: _timestamp_pb2.Timestamp | None = ...,
         model_version: _builtins.str = ...,
+        state: _common_pb2.MinerState.ValueType = ...,
+        state_reason: _builtins.str = ...,
+        state_since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["window_end", b"window_end"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["state_since", b"state_since", "window_end", b"window_end"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_score", b"anomaly_score", "is_anomaly", b"is_anomaly", "miner_id", b"miner_id", "model_version", b"model_version", "risk_level", b"risk_level", "risk_score", b"risk_score", "window_end", b"window_end"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomaly_score", b"anomaly_score", "is_anomaly", b"is_anomaly", "miner_id", b"miner_id", "model_version", b"model_version", "risk_level", b"risk_level", "risk_score", b"risk_score", "state", b"state", "state_reason", b"state_reason", "state_since", b"state_since", "window_end", b"window_end"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -539,7 +555,7 @@ class ScoreFleetResponse(_message.Message):
     """Wall time of the scoring, in milliseconds."""
     @_builtins.property
     def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___MinerScore]:
-        """Scores, highest risk first."""
+        """Scores: live miners highest risk first, then recovering, down and stale ones (each by risk)."""
 
     def __init__(
         self,

@@ -374,6 +374,7 @@ class FailureEvent(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     REPAIRED_AT_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    REPAIR_SOURCE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Server-assigned id."""
     miner_id: _builtins.str
@@ -384,6 +385,11 @@ class FailureEvent(_message.Message):
     """Where the event came from."""
     note: _builtins.str
     """Free text, e.g. a ticket reference."""
+    repair_source: _common_pb2.EventSource.ValueType
+    """Where repaired_at came from: EVENT_SOURCE_MANUAL when recorded (RecordFailure, RecordRepair),
+    EVENT_SOURCE_DERIVED when the server took it from the first hashing sample after the miner was
+    down; EVENT_SOURCE_UNSPECIFIED while unrepaired.
+    """
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the failure happened (UTC)."""
@@ -402,10 +408,11 @@ class FailureEvent(_message.Message):
         source: _common_pb2.EventSource.ValueType = ...,
         repaired_at: _timestamp_pb2.Timestamp | None = ...,
         note: _builtins.str = ...,
+        repair_source: _common_pb2.EventSource.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "repaired_at", b"repaired_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "miner_id", b"miner_id", "mode", b"mode", "note", b"note", "occurred_at", b"occurred_at", "repaired_at", b"repaired_at", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "miner_id", b"miner_id", "mode", b"mode", "note", b"note", "occurred_at", b"occurred_at", "repair_source", b"repair_source", "repaired_at", b"repaired_at", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -452,6 +459,38 @@ class RecordFailureRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordFailureRequest: _TypeAlias = RecordFailureRequest  # noqa: Y015
+
+@_typing.final
+class RecordRepairRequest(_message.Message):
+    """Records the repair of a failure recorded earlier."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    REPAIRED_AT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """The failure's event_id, as RecordFailure or ListFailures returned it."""
+    note: _builtins.str
+    """Free text; replaces the event's note when not empty."""
+    @_builtins.property
+    def repaired_at(self) -> _timestamp_pb2.Timestamp:
+        """When the miner was repaired (UTC), not before the failure; default now. Replaces a derived repair."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        repaired_at: _timestamp_pb2.Timestamp | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["repaired_at", b"repaired_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "note", b"note", "repaired_at", b"repaired_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRepairRequest: _TypeAlias = RecordRepairRequest  # noqa: Y015
 
 @_typing.final
 class ListFailuresRequest(_message.Message):

@@ -51,6 +51,11 @@ class TelemetryServiceStub:
                 request_serializer=mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.RecordFailureRequest.SerializeToString,
                 response_deserializer=mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.FailureEvent.FromString,
                 _registered_method=True)
+        self.RecordRepair = channel.unary_unary(
+                '/mining.analytics.v1alpha1.TelemetryService/RecordRepair',
+                request_serializer=mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.RecordRepairRequest.SerializeToString,
+                response_deserializer=mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.FailureEvent.FromString,
+                _registered_method=True)
         self.ListFailures = channel.unary_unary(
                 '/mining.analytics.v1alpha1.TelemetryService/ListFailures',
                 request_serializer=mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.ListFailuresRequest.SerializeToString,
@@ -93,6 +98,13 @@ class TelemetryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordRepair(self, request, context):
+        """Adds the repair time to a failure recorded earlier (a failure recorded as it happens has none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFailures(self, request, context):
         """Lists failure events, newest first.
         """
@@ -130,6 +142,11 @@ def add_TelemetryServiceServicer_to_server(servicer, server):
             'RecordFailure': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordFailure,
                     request_deserializer=mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.RecordFailureRequest.FromString,
+                    response_serializer=mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.FailureEvent.SerializeToString,
+            ),
+            'RecordRepair': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRepair,
+                    request_deserializer=mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.RecordRepairRequest.FromString,
                     response_serializer=mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.FailureEvent.SerializeToString,
             ),
             'ListFailures': grpc.unary_unary_rpc_method_handler(
@@ -229,6 +246,33 @@ class TelemetryService:
             target,
             '/mining.analytics.v1alpha1.TelemetryService/RecordFailure',
             mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.RecordFailureRequest.SerializeToString,
+            mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.FailureEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRepair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mining.analytics.v1alpha1.TelemetryService/RecordRepair',
+            mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.RecordRepairRequest.SerializeToString,
             mining_dot_analytics_dot_v1alpha1_dot_telemetry__pb2.FailureEvent.FromString,
             options,
             channel_credentials,

@@ -43,6 +43,8 @@ class TelemetryServiceStub:
     """A stream of batches; each batch is acknowledged once it is stored."""
     RecordFailure: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.RecordFailureRequest, _telemetry_pb2.FailureEvent]
     """Records a failure (and optionally its repair) reported by a maintenance system."""
+    RecordRepair: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.RecordRepairRequest, _telemetry_pb2.FailureEvent]
+    """Adds the repair time to a failure recorded earlier (a failure recorded as it happens has none)."""
     ListFailures: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.ListFailuresRequest, _telemetry_pb2.ListFailuresResponse]
     """Lists failure events, newest first."""
     SetPlannedState: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.SetPlannedStateRequest, _telemetry_pb2.PlannedState]
@@ -61,6 +63,8 @@ class TelemetryServiceAsyncStub(TelemetryServiceStub):
     """A stream of batches; each batch is acknowledged once it is stored."""
     RecordFailure: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.RecordFailureRequest, _telemetry_pb2.FailureEvent]  # type: ignore[assignment]
     """Records a failure (and optionally its repair) reported by a maintenance system."""
+    RecordRepair: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.RecordRepairRequest, _telemetry_pb2.FailureEvent]  # type: ignore[assignment]
+    """Adds the repair time to a failure recorded earlier (a failure recorded as it happens has none)."""
     ListFailures: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.ListFailuresRequest, _telemetry_pb2.ListFailuresResponse]  # type: ignore[assignment]
     """Lists failure events, newest first."""
     SetPlannedState: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.SetPlannedStateRequest, _telemetry_pb2.PlannedState]  # type: ignore[assignment]
@@ -94,6 +98,14 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_telemetry_pb2.FailureEvent, _abc.Awaitable[_telemetry_pb2.FailureEvent]]:
         """Records a failure (and optionally its repair) reported by a maintenance system."""
+
+    @_abc_1.abstractmethod
+    def RecordRepair(
+        self,
+        request: _telemetry_pb2.RecordRepairRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_telemetry_pb2.FailureEvent, _abc.Awaitable[_telemetry_pb2.FailureEvent]]:
+        """Adds the repair time to a failure recorded earlier (a failure recorded as it happens has none)."""
 
     @_abc_1.abstractmethod
     def ListFailures(

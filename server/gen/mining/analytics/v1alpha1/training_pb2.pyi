@@ -65,7 +65,8 @@ Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
 @_typing.final
 class TrainRequest(_message.Message):
-    """Starts a training job. Absent parameters take the documented defaults:
+    """Starts a training job. Absent parameters take the documented defaults (their one source is
+    TRAINING_DEFAULTS in server/models/train_config.py; a test checks this comment against it):
     LSTM epochs 50, batch_size 32, validation_split 0.2; AUTOENCODER epochs 100, batch_size 32,
     validation_split 0.1. An explicit out-of-range value (e.g. epochs 0) is INVALID_ARGUMENT.
     """

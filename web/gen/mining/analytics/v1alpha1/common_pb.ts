@@ -22,7 +22,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mining/analytics/v1alpha1/common.proto.
  */
 export const file_mining_analytics_v1alpha1_common: GenFile = /*@__PURE__*/
-  fileDesc("CiZtaW5pbmcvYW5hbHl0aWNzL3YxYWxwaGExL2NvbW1vbi5wcm90bxIZbWluaW5nLmFuYWx5dGljcy52MWFscGhhMSLIAgoFTWluZXISEAoIbWluZXJfaWQYASABKAkSFgoOaGFyZHdhcmVfbW9kZWwYAiABKAkSDAoEbWFrZRgDIAEoCRIcChRub21pbmFsX2hhc2hyYXRlX3RocxgEIAEoARIXCg9ub21pbmFsX3Bvd2VyX3cYBSABKAESDgoGc2VyaWFsGAYgASgJEgsKA21hYxgHIAEoCRIMCgRzaXRlGAggASgJEi0KCWxhc3Rfc2VlbhgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMc2FtcGxlX2NvdW50GAogASgFEhIKCnJpc2tfc2NvcmUYCyABKAESOAoKcmlza19sZXZlbBgMIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0xldmVsEhIKCmlzX2Fub21hbHkYDSABKAgqVAoJUmlza0xldmVsEhoKFlJJU0tfTEVWRUxfVU5TUEVDSUZJRUQQABIHCgNMT1cQARIKCgZNRURJVU0QAhIICgRISUdIEAMSDAoIQ1JJVElDQUwQBCpCCglNb2RlbEtpbmQSGgoWTU9ERUxfS0lORF9VTlNQRUNJRklFRBAAEggKBExTVE0QARIPCgtBVVRPRU5DT0RFUhACKqsCCgtGYWlsdXJlTW9kZRIcChhGQUlMVVJFX01PREVfVU5TUEVDSUZJRUQQABIUChBGQUlMVVJFX01PREVfRkFOEAESGAoURkFJTFVSRV9NT0RFX1RIRVJNQUwQAhIbChdGQUlMVVJFX01PREVfSEFTSF9CT0FSRBADEhQKEEZBSUxVUkVfTU9ERV9QU1UQBBIVChFGQUlMVVJFX01PREVfUE9PTBAFEhUKEUZBSUxVUkVfTU9ERV9DSElQEAYSHAoYRkFJTFVSRV9NT0RFX1JFQk9PVF9MT09QEAcSHgoaRkFJTFVSRV9NT0RFX0NPTlRST0xfQk9BUkQQCBIXChNGQUlMVVJFX01PREVfT1VUQUdFEAkSFgoSRkFJTFVSRV9NT0RFX09USEVSEAoqegoLRXZlbnRTb3VyY2USHAoYRVZFTlRfU09VUkNFX1VOU1BFQ0lGSUVEEAASFwoTRVZFTlRfU09VUkNFX01BTlVBTBABEhgKFEVWRU5UX1NPVVJDRV9ERVJJVkVEEAISGgoWRVZFTlRfU09VUkNFX1NJTVVMQVRPUhADQi1aK21pbmluZy9hbmFseXRpY3MvdjFhbHBoYTE7YW5hbHl0aWNzdjFhbHBoYTFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiZtaW5pbmcvYW5hbHl0aWNzL3YxYWxwaGExL2NvbW1vbi5wcm90bxIZbWluaW5nLmFuYWx5dGljcy52MWFscGhhMSLXAwoFTWluZXISEAoIbWluZXJfaWQYASABKAkSFgoOaGFyZHdhcmVfbW9kZWwYAiABKAkSDAoEbWFrZRgDIAEoCRIcChRub21pbmFsX2hhc2hyYXRlX3RocxgEIAEoARIXCg9ub21pbmFsX3Bvd2VyX3cYBSABKAESDgoGc2VyaWFsGAYgASgJEgsKA21hYxgHIAEoCRIMCgRzaXRlGAggASgJEi0KCWxhc3Rfc2VlbhgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMc2FtcGxlX2NvdW50GAogASgFEhIKCnJpc2tfc2NvcmUYCyABKAESOAoKcmlza19sZXZlbBgMIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0xldmVsEhIKCmlzX2Fub21hbHkYDSABKAgSNAoFc3RhdGUYFCABKA4yJS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLk1pbmVyU3RhdGUSFAoMc3RhdGVfcmVhc29uGBUgASgJEi8KC3N0YXRlX3NpbmNlGBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCgh3YXJuaW5ncxgXIAMoCSpUCglSaXNrTGV2ZWwSGgoWUklTS19MRVZFTF9VTlNQRUNJRklFRBAAEgcKA0xPVxABEgoKBk1FRElVTRACEggKBEhJR0gQAxIMCghDUklUSUNBTBAEKkIKCU1vZGVsS2luZBIaChZNT0RFTF9LSU5EX1VOU1BFQ0lGSUVEEAASCAoETFNUTRABEg8KC0FVVE9FTkNPREVSEAIqqwIKC0ZhaWx1cmVNb2RlEhwKGEZBSUxVUkVfTU9ERV9VTlNQRUNJRklFRBAAEhQKEEZBSUxVUkVfTU9ERV9GQU4QARIYChRGQUlMVVJFX01PREVfVEhFUk1BTBACEhsKF0ZBSUxVUkVfTU9ERV9IQVNIX0JPQVJEEAMSFAoQRkFJTFVSRV9NT0RFX1BTVRAEEhUKEUZBSUxVUkVfTU9ERV9QT09MEAUSFQoRRkFJTFVSRV9NT0RFX0NISVAQBhIcChhGQUlMVVJFX01PREVfUkVCT09UX0xPT1AQBxIeChpGQUlMVVJFX01PREVfQ09OVFJPTF9CT0FSRBAIEhcKE0ZBSUxVUkVfTU9ERV9PVVRBR0UQCRIWChJGQUlMVVJFX01PREVfT1RIRVIQCip6CgtFdmVudFNvdXJjZRIcChhFVkVOVF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIXChNFVkVOVF9TT1VSQ0VfTUFOVUFMEAESGAoURVZFTlRfU09VUkNFX0RFUklWRUQQAhIaChZFVkVOVF9TT1VSQ0VfU0lNVUxBVE9SEAMqiAEKCk1pbmVyU3RhdGUSGwoXTUlORVJfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBNSU5FUl9TVEFURV9MSVZFEAESFAoQTUlORVJfU1RBVEVfRE9XThACEhUKEU1JTkVSX1NUQVRFX1NUQUxFEAMSGgoWTUlORVJfU1RBVEVfUkVDT1ZFUklORxAEQi1aK21pbmluZy9hbmFseXRpY3MvdjFhbHBoYTE7YW5hbHl0aWNzdjFhbHBoYTFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * A miner of the fleet.
@@ -120,6 +120,35 @@ export type Miner = Message<"mining.analytics.v1alpha1.Miner"> & {
    * @generated from field: bool is_anomaly = 13;
    */
   isAnomaly: boolean;
+
+  /**
+   * Live, down, stale or recovering; listings put live miners first.
+   *
+   * @generated from field: mining.analytics.v1alpha1.MinerState state = 20;
+   */
+  state: MinerState;
+
+  /**
+   * Why, in words, e.g. "failure FAILURE_MODE_PSU recorded, not repaired".
+   *
+   * @generated from field: string state_reason = 21;
+   */
+  stateReason: string;
+
+  /**
+   * Since when (the failure, the outage, the last sample, the repair); unset when live.
+   *
+   * @generated from field: google.protobuf.Timestamp state_since = 22;
+   */
+  stateSince?: Timestamp | undefined;
+
+  /**
+   * UpsertMiner only: what the server could not do with the record, e.g. a hardware model the
+   * catalogue does not know (accepted; the models then compare the miner with its own median).
+   *
+   * @generated from field: repeated string warnings = 23;
+   */
+  warnings: string[];
 };
 
 /**
@@ -337,4 +366,52 @@ export enum EventSource {
  */
 export const EventSourceSchema: GenEnum<EventSource> = /*@__PURE__*/
   enumDesc(file_mining_analytics_v1alpha1_common, 3);
+
+/**
+ * Whether a miner's latest score describes a working miner. One setting defines "silent":
+ * --outage-after-minutes (30), the same that derives outages.
+ *
+ * @generated from enum mining.analytics.v1alpha1.MinerState
+ */
+export enum MinerState {
+  /**
+   * @generated from enum value: MINER_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Reporting and hashing: its risk is current.
+   *
+   * @generated from enum value: MINER_STATE_LIVE = 1;
+   */
+  LIVE = 1,
+
+  /**
+   * A recorded failure without a repair, or an ongoing outage: its risk is the last one, for reference.
+   *
+   * @generated from enum value: MINER_STATE_DOWN = 2;
+   */
+  DOWN = 2,
+
+  /**
+   * No telemetry for longer than the silence setting while the fleet reports: its risk is stale.
+   *
+   * @generated from enum value: MINER_STATE_STALE = 3;
+   */
+  STALE = 3,
+
+  /**
+   * Back from a repair or an outage with less than one window of history since: its risk still
+   * reads the time before.
+   *
+   * @generated from enum value: MINER_STATE_RECOVERING = 4;
+   */
+  RECOVERING = 4,
+}
+
+/**
+ * Describes the enum mining.analytics.v1alpha1.MinerState.
+ */
+export const MinerStateSchema: GenEnum<MinerState> = /*@__PURE__*/
+  enumDesc(file_mining_analytics_v1alpha1_common, 4);
 

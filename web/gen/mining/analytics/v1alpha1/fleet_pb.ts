@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mining/analytics/v1alpha1/fleet.proto.
  */
 export const file_mining_analytics_v1alpha1_fleet: GenFile = /*@__PURE__*/
-  fileDesc("CiVtaW5pbmcvYW5hbHl0aWNzL3YxYWxwaGExL2ZsZWV0LnByb3RvEhltaW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExIg8KDVN0YXR1c1JlcXVlc3QiXAoJTW9kZWxJbmZvEg4KBmxvYWRlZBgBIAEoCBIPCgd2ZXJzaW9uGAIgASgJEi4KCnRyYWluZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIssDCg5TdGF0dXNSZXNwb25zZRISCgpsc3RtX21vZGVsGAEgASgIEhMKC2F1dG9lbmNvZGVyGAIgASgIEhkKEWFub21hbHlfdGhyZXNob2xkGAMgASgBEhcKD2ZlYXR1cmVfY29sdW1ucxgEIAMoCRIXCg9zZXF1ZW5jZV9sZW5ndGgYBSABKAUSPQoPbHN0bV9tb2RlbF9pbmZvGAYgASgLMiQubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5Nb2RlbEluZm8SPgoQYXV0b2VuY29kZXJfaW5mbxgHIAEoCzIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTW9kZWxJbmZvEg4KBm1pbmVycxgIIAEoBRIPCgdzYW1wbGVzGAkgASgDEhYKDmZhaWx1cmVfZXZlbnRzGAogASgFEi4KCmRhdGFfc3RhcnQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGRhdGFfZW5kGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1ob3Jpem9uX2hvdXJzGA0gASgFEhYKDnNlcnZlcl92ZXJzaW9uGA4gASgJIp4BChFMaXN0TWluZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRI8Cg5taW5fcmlza19sZXZlbBgDIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0xldmVsEhYKDmhhcmR3YXJlX21vZGVsGAQgASgJEgwKBHNpdGUYBSABKAkibgoSTGlzdE1pbmVyc1Jlc3BvbnNlEjAKBm1pbmVycxgBIAMoCzIgLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTWluZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEg0KBXRvdGFsGAMgASgFIiMKD0dldE1pbmVyUmVxdWVzdBIQCghtaW5lcl9pZBgBIAEoCSJFChJVcHNlcnRNaW5lclJlcXVlc3QSLwoFbWluZXIYASABKAsyIC5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLk1pbmVyMrAECgxGbGVldFNlcnZpY2USewoGU3RhdHVzEigubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5TdGF0dXNSZXF1ZXN0GikubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5TdGF0dXNSZXNwb25zZSIcgtPkkwIWEhQvYXBpL2FkdmFuY2VkL3N0YXR1cxKHAQoKTGlzdE1pbmVycxIsLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTGlzdE1pbmVyc1JlcXVlc3QaLS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkxpc3RNaW5lcnNSZXNwb25zZSIcgtPkkwIWEhQvYXBpL2FkdmFuY2VkL21pbmVycxKBAQoIR2V0TWluZXISKi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkdldE1pbmVyUmVxdWVzdBogLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTWluZXIiJ4LT5JMCIRIfL2FwaS9hZHZhbmNlZC9taW5lcnMve21pbmVyX2lkfRKUAQoLVXBzZXJ0TWluZXISLS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlVwc2VydE1pbmVyUmVxdWVzdBogLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTWluZXIiNILT5JMCLjoFbWluZXIaJS9hcGkvYWR2YW5jZWQvbWluZXJzL3ttaW5lci5taW5lcl9pZH1CLVorbWluaW5nL2FuYWx5dGljcy92MWFscGhhMTthbmFseXRpY3N2MWFscGhhMWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_timestamp, file_mining_analytics_v1alpha1_common]);
+  fileDesc("CiVtaW5pbmcvYW5hbHl0aWNzL3YxYWxwaGExL2ZsZWV0LnByb3RvEhltaW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExIg8KDVN0YXR1c1JlcXVlc3QimQEKCU1vZGVsSW5mbxIOCgZsb2FkZWQYASABKAgSDwoHdmVyc2lvbhgCIAEoCRIuCgp0cmFpbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdChVub3RfYWN0aXZhdGVkX3ZlcnNpb24YBCABKAkSHAoUbm90X2FjdGl2YXRlZF9yZWFzb24YBSABKAkiywMKDlN0YXR1c1Jlc3BvbnNlEhIKCmxzdG1fbW9kZWwYASABKAgSEwoLYXV0b2VuY29kZXIYAiABKAgSGQoRYW5vbWFseV90aHJlc2hvbGQYAyABKAESFwoPZmVhdHVyZV9jb2x1bW5zGAQgAygJEhcKD3NlcXVlbmNlX2xlbmd0aBgFIAEoBRI9Cg9sc3RtX21vZGVsX2luZm8YBiABKAsyJC5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLk1vZGVsSW5mbxI+ChBhdXRvZW5jb2Rlcl9pbmZvGAcgASgLMiQubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5Nb2RlbEluZm8SDgoGbWluZXJzGAggASgFEg8KB3NhbXBsZXMYCSABKAMSFgoOZmFpbHVyZV9ldmVudHMYCiABKAUSLgoKZGF0YV9zdGFydBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZGF0YV9lbmQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWhvcml6b25faG91cnMYDSABKAUSFgoOc2VydmVyX3ZlcnNpb24YDiABKAkingEKEUxpc3RNaW5lcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEjwKDm1pbl9yaXNrX2xldmVsGAMgASgOMiQubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5SaXNrTGV2ZWwSFgoOaGFyZHdhcmVfbW9kZWwYBCABKAkSDAoEc2l0ZRgFIAEoCSJuChJMaXN0TWluZXJzUmVzcG9uc2USMAoGbWluZXJzGAEgAygLMiAubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5NaW5lchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSDQoFdG90YWwYAyABKAUiIwoPR2V0TWluZXJSZXF1ZXN0EhAKCG1pbmVyX2lkGAEgASgJIkUKElVwc2VydE1pbmVyUmVxdWVzdBIvCgVtaW5lchgBIAEoCzIgLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTWluZXIiHQoNQmFja3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJIqIBCg5CYWNrdXBSZXNwb25zZRIMCgRwYXRoGAEgASgJEg8KB3NhbXBsZXMYAiABKAUSDgoGbWluZXJzGAMgASgFEhQKDGxzdG1fdmVyc2lvbhgEIAEoCRIbChNhdXRvZW5jb2Rlcl92ZXJzaW9uGAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMrAFCgxGbGVldFNlcnZpY2USewoGU3RhdHVzEigubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5TdGF0dXNSZXF1ZXN0GikubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5TdGF0dXNSZXNwb25zZSIcgtPkkwIWEhQvYXBpL2FkdmFuY2VkL3N0YXR1cxKHAQoKTGlzdE1pbmVycxIsLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTGlzdE1pbmVyc1JlcXVlc3QaLS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkxpc3RNaW5lcnNSZXNwb25zZSIcgtPkkwIWEhQvYXBpL2FkdmFuY2VkL21pbmVycxKBAQoIR2V0TWluZXISKi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkdldE1pbmVyUmVxdWVzdBogLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTWluZXIiJ4LT5JMCIRIfL2FwaS9hZHZhbmNlZC9taW5lcnMve21pbmVyX2lkfRKUAQoLVXBzZXJ0TWluZXISLS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlVwc2VydE1pbmVyUmVxdWVzdBogLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTWluZXIiNILT5JMCLjoFbWluZXIaJS9hcGkvYWR2YW5jZWQvbWluZXJzL3ttaW5lci5taW5lcl9pZH0SfgoGQmFja3VwEigubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5CYWNrdXBSZXF1ZXN0GikubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5CYWNrdXBSZXNwb25zZSIfgtPkkwIZOgEqIhQvYXBpL2FkdmFuY2VkL2JhY2t1cEItWittaW5pbmcvYW5hbHl0aWNzL3YxYWxwaGExO2FuYWx5dGljc3YxYWxwaGExYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_timestamp, file_mining_analytics_v1alpha1_common]);
 
 /**
  * Asks for the status.
@@ -62,6 +62,22 @@ export type ModelInfo = Message<"mining.analytics.v1alpha1.ModelInfo"> & {
    * @generated from field: google.protobuf.Timestamp trained_at = 3;
    */
   trainedAt?: Timestamp | undefined;
+
+  /**
+   * The newest registered version of this kind when it is NOT the active one (e.g. it failed the
+   * promotion gate, which applies to first versions too); empty otherwise.
+   *
+   * @generated from field: string not_activated_version = 4;
+   */
+  notActivatedVersion: string;
+
+  /**
+   * Why not_activated_version was not activated, e.g. "not activated: the promotion gate failed:
+   * validation ROC-AUC 95 % interval [0.47, 0.56] does not clear 0.550 ...".
+   *
+   * @generated from field: string not_activated_reason = 5;
+   */
+  notActivatedReason: string;
 };
 
 /**
@@ -310,6 +326,84 @@ export const UpsertMinerRequestSchema: GenMessage<UpsertMinerRequest> = /*@__PUR
   messageDesc(file_mining_analytics_v1alpha1_fleet, 6);
 
 /**
+ * Asks for a backup.
+ *
+ * @generated from message mining.analytics.v1alpha1.BackupRequest
+ */
+export type BackupRequest = Message<"mining.analytics.v1alpha1.BackupRequest"> & {
+  /**
+   * The backup's folder name under the backup folder (letters, digits, '.', '_', '-'); empty = a
+   * name from the current UTC time.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message mining.analytics.v1alpha1.BackupRequest.
+ * Use `create(BackupRequestSchema)` to create a new message.
+ */
+export const BackupRequestSchema: GenMessage<BackupRequest> = /*@__PURE__*/
+  messageDesc(file_mining_analytics_v1alpha1_fleet, 7);
+
+/**
+ * A finished backup.
+ *
+ * @generated from message mining.analytics.v1alpha1.BackupResponse
+ */
+export type BackupResponse = Message<"mining.analytics.v1alpha1.BackupResponse"> & {
+  /**
+   * The backup's folder on the server's host.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * Samples in the backed-up store (JSON: number).
+   *
+   * @generated from field: int32 samples = 2;
+   */
+  samples: number;
+
+  /**
+   * Miners in the backed-up store (JSON: number).
+   *
+   * @generated from field: int32 miners = 3;
+   */
+  miners: number;
+
+  /**
+   * The active LSTM version in the backup; empty when none.
+   *
+   * @generated from field: string lstm_version = 4;
+   */
+  lstmVersion: string;
+
+  /**
+   * The active autoencoder version in the backup; empty when none.
+   *
+   * @generated from field: string autoencoder_version = 5;
+   */
+  autoencoderVersion: string;
+
+  /**
+   * When the backup was taken.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 6;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mining.analytics.v1alpha1.BackupResponse.
+ * Use `create(BackupResponseSchema)` to create a new message.
+ */
+export const BackupResponseSchema: GenMessage<BackupResponse> = /*@__PURE__*/
+  messageDesc(file_mining_analytics_v1alpha1_fleet, 8);
+
+/**
  * The server's state and the fleet's miners.
  *
  * @generated from service mining.analytics.v1alpha1.FleetService
@@ -354,6 +448,17 @@ export const FleetService: GenService<{
     methodKind: "unary";
     input: typeof UpsertMinerRequestSchema;
     output: typeof MinerSchema;
+  },
+  /**
+   * Writes a consistent backup of the store and the model registry into the server's backup folder
+   * while it serves (role trainer). Restore it offline with `python -m server.backup restore`.
+   *
+   * @generated from rpc mining.analytics.v1alpha1.FleetService.Backup
+   */
+  backup: {
+    methodKind: "unary";
+    input: typeof BackupRequestSchema;
+    output: typeof BackupResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mining_analytics_v1alpha1_fleet, 0);

@@ -6,14 +6,14 @@
 // @generated from file mining/analytics/v1alpha1/scoring.proto (package mining.analytics.v1alpha1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Status } from "../../../google/rpc/status_pb.js";
 import { file_google_rpc_status } from "../../../google/rpc/status_pb.js";
-import type { FailureMode, ModelKind, RiskLevel } from "./common_pb.js";
+import type { FailureMode, MinerState, ModelKind, RiskLevel } from "./common_pb.js";
 import { file_mining_analytics_v1alpha1_common } from "./common_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mining/analytics/v1alpha1/scoring.proto.
  */
 export const file_mining_analytics_v1alpha1_scoring: GenFile = /*@__PURE__*/
-  fileDesc("CidtaW5pbmcvYW5hbHl0aWNzL3YxYWxwaGExL3Njb3JpbmcucHJvdG8SGW1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEiPgoZUHJlZGljdEZhaWx1cmVSaXNrUmVxdWVzdBIQCghtaW5lcl9pZBgBIAEoCRIPCgdleHBsYWluGAIgASgIImkKClJpc2tGYWN0b3ISDwoHZmVhdHVyZRgBIAEoCRISCgppbXBvcnRhbmNlGAIgASgBEhQKDHJlY2VudF92YWx1ZRgDIAEoARISCgpmbGVldF9ub3JtGAQgASgBEgwKBHVuaXQYBSABKAki9wMKGlByZWRpY3RGYWlsdXJlUmlza1Jlc3BvbnNlEhAKCG1pbmVyX2lkGAEgASgJEhIKCnJpc2tfc2NvcmUYAiABKAESOAoKcmlza19sZXZlbBgDIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0xldmVsEhUKDWZlYXR1cmVzX3VzZWQYBCADKAkSOAoKbW9kZWxfdHlwZRgFIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTW9kZWxLaW5kEhUKDW1vZGVsX3ZlcnNpb24YBiABKAkSMAoMd2luZG93X3N0YXJ0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp3aW5kb3dfZW5kGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg53aW5kb3dfc2FtcGxlcxgJIAEoBRIVCg1ob3Jpem9uX2hvdXJzGAogASgFEjsKDHJpc2tfZmFjdG9ycxgLIAMoCzIlLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0ZhY3RvchJDChNsaWtlbHlfZmFpbHVyZV9tb2RlGAwgASgOMiYubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5GYWlsdXJlTW9kZSJ+ChZEZXRlY3RBbm9tYWxpZXNSZXF1ZXN0EhAKCG1pbmVyX2lkGAEgASgJEikKBXN0YXJ0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIowBCg1Bbm9tYWx5V2luZG93Ei4KCndpbmRvd19lbmQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXNjb3JlGAIgASgBEhIKCmlzX2Fub21hbHkYAyABKAgSEgoKY29uZmlkZW5jZRgEIAEoARIUCgx0b3BfZmVhdHVyZXMYBSADKAki1wEKF0RldGVjdEFub21hbGllc1Jlc3BvbnNlEhAKCG1pbmVyX2lkGAEgASgJEhIKCmlzX2Fub21hbHkYAiADKAgSFgoOYW5vbWFseV9zY29yZXMYAyADKAESEQoJdGhyZXNob2xkGAQgASgBEhkKEWZlYXR1cmVzX2FuYWx5emVkGAUgAygJEjkKB3dpbmRvd3MYBiADKAsyKC5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkFub21hbHlXaW5kb3cSFQoNbW9kZWxfdmVyc2lvbhgHIAEoCSKLAQoRU2NvcmVGbGVldFJlcXVlc3QSEQoJbWluZXJfaWRzGAEgAygJEjwKDm1pbl9yaXNrX2xldmVsGAIgASgOMiQubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5SaXNrTGV2ZWwSDQoFdG9wX2sYAyABKAUSFgoOaGFyZHdhcmVfbW9kZWwYBCABKAki3gEKCk1pbmVyU2NvcmUSEAoIbWluZXJfaWQYASABKAkSEgoKcmlza19zY29yZRgCIAEoARI4CgpyaXNrX2xldmVsGAMgASgOMiQubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5SaXNrTGV2ZWwSEgoKaXNfYW5vbWFseRgEIAEoCBIVCg1hbm9tYWx5X3Njb3JlGAUgASgBEi4KCndpbmRvd19lbmQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDW1vZGVsX3ZlcnNpb24YByABKAkijgEKElNjb3JlRmxlZXRSZXNwb25zZRI1CgZzY29yZXMYASADKAsyJS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLk1pbmVyU2NvcmUSFQoNbWluZXJzX3Njb3JlZBgCIAEoBRIWCg5taW5lcnNfc2tpcHBlZBgDIAEoBRISCgplbGFwc2VkX21zGAQgASgBIrQBChZTdWJzY3JpYmVTY29yZXNSZXF1ZXN0EhEKCW1pbmVyX2lkcxgBIAMoCRI8Cg5taW5fcmlza19sZXZlbBgCIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0xldmVsEhYKDmFub21hbGllc19vbmx5GAMgASgIEhYKDmFmdGVyX3NlcXVlbmNlGAQgASgEEhkKEWhlYXJ0YmVhdF9zZWNvbmRzGAUgASgFIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIYCgdEcm9wcGVkEg0KBWNvdW50GAEgASgFIvcBCgpTY29yZUV2ZW50EhAKCHNlcXVlbmNlGAEgASgEEjcKBnVwZGF0ZRgCIAEoCzIlLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTWluZXJTY29yZUgAEjkKCWhlYXJ0YmVhdBgDIAEoCzIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuSGVhcnRiZWF0SAASNQoHZHJvcHBlZBgEIAEoCzIiLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuRHJvcHBlZEgAEiMKBWVycm9yGAUgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIHCgVldmVudDLABQoOU2NvcmluZ1NlcnZpY2USuAEKElByZWRpY3RGYWlsdXJlUmlzaxI0Lm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUHJlZGljdEZhaWx1cmVSaXNrUmVxdWVzdBo1Lm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUHJlZGljdEZhaWx1cmVSaXNrUmVzcG9uc2UiNYLT5JMCLxItL2FwaS9hZHZhbmNlZC9wcmVkaWN0L2ZhaWx1cmUtcmlzay97bWluZXJfaWR9EqsBCg9EZXRlY3RBbm9tYWxpZXMSMS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkRldGVjdEFub21hbGllc1JlcXVlc3QaMi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkRldGVjdEFub21hbGllc1Jlc3BvbnNlIjGC0+STAisSKS9hcGkvYWR2YW5jZWQvZGV0ZWN0L2Fub21hbGllcy97bWluZXJfaWR9Eo0BCgpTY29yZUZsZWV0EiwubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5TY29yZUZsZWV0UmVxdWVzdBotLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuU2NvcmVGbGVldFJlc3BvbnNlIiKC0+STAhwSGi9hcGkvYWR2YW5jZWQvZmxlZXQvc2NvcmVzErQBCg9TdWJzY3JpYmVTY29yZXMSMS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlN1YnNjcmliZVNjb3Jlc1JlcXVlc3QaJS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlNjb3JlRXZlbnQiRYLT5JMCP1odEhsvYXBpL2FkdmFuY2VkL3Njb3Jlcy9ldmVudHMSHi9hcGkvYWR2YW5jZWQvc2NvcmVzL3N1YnNjcmliZTABQi1aK21pbmluZy9hbmFseXRpY3MvdjFhbHBoYTE7YW5hbHl0aWNzdjFhbHBoYTFiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_timestamp, file_google_rpc_status, file_mining_analytics_v1alpha1_common]);
+  fileDesc("CidtaW5pbmcvYW5hbHl0aWNzL3YxYWxwaGExL3Njb3JpbmcucHJvdG8SGW1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEiPgoZUHJlZGljdEZhaWx1cmVSaXNrUmVxdWVzdBIQCghtaW5lcl9pZBgBIAEoCRIPCgdleHBsYWluGAIgASgIImkKClJpc2tGYWN0b3ISDwoHZmVhdHVyZRgBIAEoCRISCgppbXBvcnRhbmNlGAIgASgBEhQKDHJlY2VudF92YWx1ZRgDIAEoARISCgpmbGVldF9ub3JtGAQgASgBEgwKBHVuaXQYBSABKAki9wMKGlByZWRpY3RGYWlsdXJlUmlza1Jlc3BvbnNlEhAKCG1pbmVyX2lkGAEgASgJEhIKCnJpc2tfc2NvcmUYAiABKAESOAoKcmlza19sZXZlbBgDIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0xldmVsEhUKDWZlYXR1cmVzX3VzZWQYBCADKAkSOAoKbW9kZWxfdHlwZRgFIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTW9kZWxLaW5kEhUKDW1vZGVsX3ZlcnNpb24YBiABKAkSMAoMd2luZG93X3N0YXJ0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp3aW5kb3dfZW5kGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg53aW5kb3dfc2FtcGxlcxgJIAEoBRIVCg1ob3Jpem9uX2hvdXJzGAogASgFEjsKDHJpc2tfZmFjdG9ycxgLIAMoCzIlLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0ZhY3RvchJDChNsaWtlbHlfZmFpbHVyZV9tb2RlGAwgASgOMiYubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5GYWlsdXJlTW9kZSJ+ChZEZXRlY3RBbm9tYWxpZXNSZXF1ZXN0EhAKCG1pbmVyX2lkGAEgASgJEikKBXN0YXJ0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpQCCg1Bbm9tYWx5V2luZG93Ei4KCndpbmRvd19lbmQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXNjb3JlGAIgASgBEhIKCmlzX2Fub21hbHkYAyABKAgSEgoKY29uZmlkZW5jZRgEIAEoARIUCgx0b3BfZmVhdHVyZXMYBSADKAkSFgoOZGVjaXNpb25fc2NvcmUYBiABKAESGAoQd2luZG93X3RocmVzaG9sZBgHIAEoARIQCghkZXZpYXRlcxgIIAEoCBJCCgtzdXBwcmVzc2lvbhgJIAEoDjItLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuQW5vbWFseVN1cHByZXNzaW9uIs8BCglTaXRlRXZlbnQSDAoEc2l0ZRgBIAEoCRIpCgVzdGFydBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoDZW5kGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRvcGVuGAQgASgIEhcKD21pbmVyc19hZmZlY3RlZBgFIAEoBRIYChBtaW5lcnNfcmVwb3J0aW5nGAYgASgFEhEKCW1pbmVyX2lkcxgHIAMoCRIMCgRraW5kGAggASgJItUCChdEZXRlY3RBbm9tYWxpZXNSZXNwb25zZRIQCghtaW5lcl9pZBgBIAEoCRISCgppc19hbm9tYWx5GAIgAygIEhYKDmFub21hbHlfc2NvcmVzGAMgAygBEhEKCXRocmVzaG9sZBgEIAEoARIZChFmZWF0dXJlc19hbmFseXplZBgFIAMoCRI5Cgd3aW5kb3dzGAYgAygLMigubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5Bbm9tYWx5V2luZG93EhUKDW1vZGVsX3ZlcnNpb24YByABKAkSFwoPZGVjaXNpb25fc2NvcmVzGAggAygBEhoKEmRlY2lzaW9uX3RocmVzaG9sZBgJIAEoARI5CgtzaXRlX2V2ZW50cxgKIAMoCzIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuU2l0ZUV2ZW50EgwKBHNpdGUYCyABKAkiiwEKEVNjb3JlRmxlZXRSZXF1ZXN0EhEKCW1pbmVyX2lkcxgBIAMoCRI8Cg5taW5fcmlza19sZXZlbBgCIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0xldmVsEg0KBXRvcF9rGAMgASgFEhYKDmhhcmR3YXJlX21vZGVsGAQgASgJItsCCgpNaW5lclNjb3JlEhAKCG1pbmVyX2lkGAEgASgJEhIKCnJpc2tfc2NvcmUYAiABKAESOAoKcmlza19sZXZlbBgDIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0xldmVsEhIKCmlzX2Fub21hbHkYBCABKAgSFQoNYW5vbWFseV9zY29yZRgFIAEoARIuCgp3aW5kb3dfZW5kGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1tb2RlbF92ZXJzaW9uGAcgASgJEjQKBXN0YXRlGBQgASgOMiUubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5NaW5lclN0YXRlEhQKDHN0YXRlX3JlYXNvbhgVIAEoCRIvCgtzdGF0ZV9zaW5jZRgWIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijgEKElNjb3JlRmxlZXRSZXNwb25zZRI1CgZzY29yZXMYASADKAsyJS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLk1pbmVyU2NvcmUSFQoNbWluZXJzX3Njb3JlZBgCIAEoBRIWCg5taW5lcnNfc2tpcHBlZBgDIAEoBRISCgplbGFwc2VkX21zGAQgASgBIrQBChZTdWJzY3JpYmVTY29yZXNSZXF1ZXN0EhEKCW1pbmVyX2lkcxgBIAMoCRI8Cg5taW5fcmlza19sZXZlbBgCIAEoDjIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmlza0xldmVsEhYKDmFub21hbGllc19vbmx5GAMgASgIEhYKDmFmdGVyX3NlcXVlbmNlGAQgASgEEhkKEWhlYXJ0YmVhdF9zZWNvbmRzGAUgASgFIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIYCgdEcm9wcGVkEg0KBWNvdW50GAEgASgFIvcBCgpTY29yZUV2ZW50EhAKCHNlcXVlbmNlGAEgASgEEjcKBnVwZGF0ZRgCIAEoCzIlLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuTWluZXJTY29yZUgAEjkKCWhlYXJ0YmVhdBgDIAEoCzIkLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuSGVhcnRiZWF0SAASNQoHZHJvcHBlZBgEIAEoCzIiLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuRHJvcHBlZEgAEiMKBWVycm9yGAUgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNIAEIHCgVldmVudCrPAQoSQW5vbWFseVN1cHByZXNzaW9uEiMKH0FOT01BTFlfU1VQUFJFU1NJT05fVU5TUEVDSUZJRUQQABIlCiFBTk9NQUxZX1NVUFBSRVNTSU9OX1BMQU5ORURfU1RBVEUQARIoCiRBTk9NQUxZX1NVUFBSRVNTSU9OX0ZBSUxVUkVfRE9XTlRJTUUQAhIfChtBTk9NQUxZX1NVUFBSRVNTSU9OX1dBUk1fVVAQAxIiCh5BTk9NQUxZX1NVUFBSRVNTSU9OX1NJVEVfRVZFTlQQBDLABQoOU2NvcmluZ1NlcnZpY2USuAEKElByZWRpY3RGYWlsdXJlUmlzaxI0Lm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUHJlZGljdEZhaWx1cmVSaXNrUmVxdWVzdBo1Lm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUHJlZGljdEZhaWx1cmVSaXNrUmVzcG9uc2UiNYLT5JMCLxItL2FwaS9hZHZhbmNlZC9wcmVkaWN0L2ZhaWx1cmUtcmlzay97bWluZXJfaWR9EqsBCg9EZXRlY3RBbm9tYWxpZXMSMS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkRldGVjdEFub21hbGllc1JlcXVlc3QaMi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkRldGVjdEFub21hbGllc1Jlc3BvbnNlIjGC0+STAisSKS9hcGkvYWR2YW5jZWQvZGV0ZWN0L2Fub21hbGllcy97bWluZXJfaWR9Eo0BCgpTY29yZUZsZWV0EiwubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5TY29yZUZsZWV0UmVxdWVzdBotLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuU2NvcmVGbGVldFJlc3BvbnNlIiKC0+STAhwSGi9hcGkvYWR2YW5jZWQvZmxlZXQvc2NvcmVzErQBCg9TdWJzY3JpYmVTY29yZXMSMS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlN1YnNjcmliZVNjb3Jlc1JlcXVlc3QaJS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlNjb3JlRXZlbnQiRYLT5JMCP1odEhsvYXBpL2FkdmFuY2VkL3Njb3Jlcy9ldmVudHMSHi9hcGkvYWR2YW5jZWQvc2NvcmVzL3N1YnNjcmliZTABQi1aK21pbmluZy9hbmFseXRpY3MvdjFhbHBoYTE7YW5hbHl0aWNzdjFhbHBoYTFiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_timestamp, file_google_rpc_status, file_mining_analytics_v1alpha1_common]);
 
 /**
  * Asks for one miner's failure risk.
@@ -247,14 +247,15 @@ export type AnomalyWindow = Message<"mining.analytics.v1alpha1.AnomalyWindow"> &
   windowEnd?: Timestamp | undefined;
 
   /**
-   * Reconstruction error (MSE over the normalised window).
+   * Reconstruction error (MSE over the normalised window): the model's raw output.
    *
    * @generated from field: double score = 2;
    */
   score: number;
 
   /**
-   * Whether score is above the threshold.
+   * The decision: the window deviates (decision_score >= decision_threshold in k of the last n
+   * windows) and is not suppressed. Not "score > threshold" (see DetectAnomaliesResponse).
    *
    * @generated from field: bool is_anomaly = 3;
    */
@@ -268,11 +269,40 @@ export type AnomalyWindow = Message<"mining.analytics.v1alpha1.AnomalyWindow"> &
   confidence: number;
 
   /**
-   * Features that deviate most in this window, most deviant first; set for anomalous windows.
+   * Features that deviate most in this window, most deviant first; set for deviating windows.
    *
    * @generated from field: repeated string top_features = 5;
    */
   topFeatures: string[];
+
+  /**
+   * Robust z-score of log(score) under the miner's own baseline of errors (its last days, without
+   * context windows and without windows that deviated), minus the site's median z when positive.
+   *
+   * @generated from field: double decision_score = 6;
+   */
+  decisionScore: number;
+
+  /**
+   * The reconstruction error that decision_threshold corresponds to under this window's baseline.
+   *
+   * @generated from field: double window_threshold = 7;
+   */
+  windowThreshold: number;
+
+  /**
+   * decision_score reached decision_threshold in k of the last n windows (before suppression).
+   *
+   * @generated from field: bool deviates = 8;
+   */
+  deviates: boolean;
+
+  /**
+   * Why a deviating window is not an anomaly; UNSPECIFIED when it is not suppressed.
+   *
+   * @generated from field: mining.analytics.v1alpha1.AnomalySuppression suppression = 9;
+   */
+  suppression: AnomalySuppression;
 };
 
 /**
@@ -281,6 +311,77 @@ export type AnomalyWindow = Message<"mining.analytics.v1alpha1.AnomalyWindow"> &
  */
 export const AnomalyWindowSchema: GenMessage<AnomalyWindow> = /*@__PURE__*/
   messageDesc(file_mining_analytics_v1alpha1_scoring, 4);
+
+/**
+ * A condition that hits a large share of a site at once (heat wave, pool outage, firmware update):
+ * reported once per site instead of as anomalies of each miner.
+ *
+ * @generated from message mining.analytics.v1alpha1.SiteEvent
+ */
+export type SiteEvent = Message<"mining.analytics.v1alpha1.SiteEvent"> & {
+  /**
+   * The site (Miner.site).
+   *
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * End time of the first window in the event.
+   *
+   * @generated from field: google.protobuf.Timestamp start = 2;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * End time of the last window in the event (the last scored window while it is open).
+   *
+   * @generated from field: google.protobuf.Timestamp end = 3;
+   */
+  end?: Timestamp | undefined;
+
+  /**
+   * Whether the event lasts to the last scored window.
+   *
+   * @generated from field: bool open = 4;
+   */
+  open: boolean;
+
+  /**
+   * Miners of the site hit at the event's peak (JSON: number).
+   *
+   * @generated from field: int32 miners_affected = 5;
+   */
+  minersAffected: number;
+
+  /**
+   * Miners of the site reporting at the peak (JSON: number).
+   *
+   * @generated from field: int32 miners_reporting = 6;
+   */
+  minersReporting: number;
+
+  /**
+   * Miners hit at some point of the event.
+   *
+   * @generated from field: repeated string miner_ids = 7;
+   */
+  minerIds: string[];
+
+  /**
+   * thermal, pool, hashrate or power: from the features that deviate most on the miners it hits.
+   *
+   * @generated from field: string kind = 8;
+   */
+  kind: string;
+};
+
+/**
+ * Describes the message mining.analytics.v1alpha1.SiteEvent.
+ * Use `create(SiteEventSchema)` to create a new message.
+ */
+export const SiteEventSchema: GenMessage<SiteEvent> = /*@__PURE__*/
+  messageDesc(file_mining_analytics_v1alpha1_scoring, 5);
 
 /**
  * Anomaly scores of one miner, one entry per window, oldest first.
@@ -296,21 +397,24 @@ export type DetectAnomaliesResponse = Message<"mining.analytics.v1alpha1.DetectA
   minerId: string;
 
   /**
-   * Per window: whether it is anomalous.
+   * Per window: the decision (see AnomalyWindow.is_anomaly): deviates from the miner's own baseline
+   * for k of n windows and is not suppressed as context or a site event.
    *
    * @generated from field: repeated bool is_anomaly = 2;
    */
   isAnomaly: boolean[];
 
   /**
-   * Per window: reconstruction error.
+   * Per window: reconstruction error (the model's raw output, unchanged).
    *
    * @generated from field: repeated double anomaly_scores = 3;
    */
   anomalyScores: number[];
 
   /**
-   * Reconstruction-error threshold above which a window is anomalous.
+   * The reconstruction error that decision_threshold corresponds to under the miner's baseline at
+   * the last window (per window: AnomalyWindow.window_threshold). A reference in score units; the
+   * decision is made on decision_scores.
    *
    * @generated from field: double threshold = 4;
    */
@@ -336,6 +440,34 @@ export type DetectAnomaliesResponse = Message<"mining.analytics.v1alpha1.DetectA
    * @generated from field: string model_version = 7;
    */
   modelVersion: string;
+
+  /**
+   * Per window: the decision score (AnomalyWindow.decision_score).
+   *
+   * @generated from field: repeated double decision_scores = 8;
+   */
+  decisionScores: number[];
+
+  /**
+   * Decision score at or above which a window deviates (robust z units).
+   *
+   * @generated from field: double decision_threshold = 9;
+   */
+  decisionThreshold: number;
+
+  /**
+   * Site events at the miner's site that overlap the range, oldest first.
+   *
+   * @generated from field: repeated mining.analytics.v1alpha1.SiteEvent site_events = 10;
+   */
+  siteEvents: SiteEvent[];
+
+  /**
+   * The miner's site ("" when it has none: then it is compared with itself only).
+   *
+   * @generated from field: string site = 11;
+   */
+  site: string;
 };
 
 /**
@@ -343,7 +475,7 @@ export type DetectAnomaliesResponse = Message<"mining.analytics.v1alpha1.DetectA
  * Use `create(DetectAnomaliesResponseSchema)` to create a new message.
  */
 export const DetectAnomaliesResponseSchema: GenMessage<DetectAnomaliesResponse> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_scoring, 5);
+  messageDesc(file_mining_analytics_v1alpha1_scoring, 6);
 
 /**
  * Scores the fleet.
@@ -385,7 +517,7 @@ export type ScoreFleetRequest = Message<"mining.analytics.v1alpha1.ScoreFleetReq
  * Use `create(ScoreFleetRequestSchema)` to create a new message.
  */
 export const ScoreFleetRequestSchema: GenMessage<ScoreFleetRequest> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_scoring, 6);
+  messageDesc(file_mining_analytics_v1alpha1_scoring, 7);
 
 /**
  * One miner's scores.
@@ -441,6 +573,28 @@ export type MinerScore = Message<"mining.analytics.v1alpha1.MinerScore"> & {
    * @generated from field: string model_version = 7;
    */
   modelVersion: string;
+
+  /**
+   * Live, down, stale or recovering (ScoreFleet only); a miner that is not live keeps its risk for
+   * reference and is ranked after every live miner.
+   *
+   * @generated from field: mining.analytics.v1alpha1.MinerState state = 20;
+   */
+  state: MinerState;
+
+  /**
+   * Why, in words (ScoreFleet only).
+   *
+   * @generated from field: string state_reason = 21;
+   */
+  stateReason: string;
+
+  /**
+   * Since when (ScoreFleet only); unset when live.
+   *
+   * @generated from field: google.protobuf.Timestamp state_since = 22;
+   */
+  stateSince?: Timestamp | undefined;
 };
 
 /**
@@ -448,7 +602,7 @@ export type MinerScore = Message<"mining.analytics.v1alpha1.MinerScore"> & {
  * Use `create(MinerScoreSchema)` to create a new message.
  */
 export const MinerScoreSchema: GenMessage<MinerScore> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_scoring, 7);
+  messageDesc(file_mining_analytics_v1alpha1_scoring, 8);
 
 /**
  * The fleet's top scores.
@@ -457,7 +611,7 @@ export const MinerScoreSchema: GenMessage<MinerScore> = /*@__PURE__*/
  */
 export type ScoreFleetResponse = Message<"mining.analytics.v1alpha1.ScoreFleetResponse"> & {
   /**
-   * Scores, highest risk first.
+   * Scores: live miners highest risk first, then recovering, down and stale ones (each by risk).
    *
    * @generated from field: repeated mining.analytics.v1alpha1.MinerScore scores = 1;
    */
@@ -490,7 +644,7 @@ export type ScoreFleetResponse = Message<"mining.analytics.v1alpha1.ScoreFleetRe
  * Use `create(ScoreFleetResponseSchema)` to create a new message.
  */
 export const ScoreFleetResponseSchema: GenMessage<ScoreFleetResponse> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_scoring, 8);
+  messageDesc(file_mining_analytics_v1alpha1_scoring, 9);
 
 /**
  * Subscribes to score updates.
@@ -540,7 +694,7 @@ export type SubscribeScoresRequest = Message<"mining.analytics.v1alpha1.Subscrib
  * Use `create(SubscribeScoresRequestSchema)` to create a new message.
  */
 export const SubscribeScoresRequestSchema: GenMessage<SubscribeScoresRequest> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_scoring, 9);
+  messageDesc(file_mining_analytics_v1alpha1_scoring, 10);
 
 /**
  * A heartbeat: the stream is alive.
@@ -561,7 +715,7 @@ export type Heartbeat = Message<"mining.analytics.v1alpha1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_scoring, 10);
+  messageDesc(file_mining_analytics_v1alpha1_scoring, 11);
 
 /**
  * Updates that were not delivered because the subscriber read too slowly.
@@ -582,7 +736,7 @@ export type Dropped = Message<"mining.analytics.v1alpha1.Dropped"> & {
  * Use `create(DroppedSchema)` to create a new message.
  */
 export const DroppedSchema: GenMessage<Dropped> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_scoring, 11);
+  messageDesc(file_mining_analytics_v1alpha1_scoring, 12);
 
 /**
  * One message of a score subscription.
@@ -642,7 +796,57 @@ export type ScoreEvent = Message<"mining.analytics.v1alpha1.ScoreEvent"> & {
  * Use `create(ScoreEventSchema)` to create a new message.
  */
 export const ScoreEventSchema: GenMessage<ScoreEvent> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_scoring, 12);
+  messageDesc(file_mining_analytics_v1alpha1_scoring, 13);
+
+/**
+ * Why a window that deviates is not reported as an anomaly.
+ *
+ * @generated from enum mining.analytics.v1alpha1.AnomalySuppression
+ */
+export enum AnomalySuppression {
+  /**
+   * Not suppressed (the window is an anomaly when it deviates).
+   *
+   * @generated from enum value: ANOMALY_SUPPRESSION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The window ends inside a recorded planned state (curtailment, maintenance).
+   *
+   * @generated from enum value: ANOMALY_SUPPRESSION_PLANNED_STATE = 1;
+   */
+  PLANNED_STATE = 1,
+
+  /**
+   * The window ends inside a recorded failure's downtime (failure to repair).
+   *
+   * @generated from enum value: ANOMALY_SUPPRESSION_FAILURE_DOWNTIME = 2;
+   */
+  FAILURE_DOWNTIME = 2,
+
+  /**
+   * Warm-up: within the warm-up period after a planned state ended, a repair, or a restart seen
+   * in the telemetry (hashing resumed after idling), unless the restarts form a loop.
+   *
+   * @generated from enum value: ANOMALY_SUPPRESSION_WARM_UP = 3;
+   */
+  WARM_UP = 3,
+
+  /**
+   * The deviation began with a site event (a condition hitting a large share of the site at once):
+   * reported once in site_events, not per miner.
+   *
+   * @generated from enum value: ANOMALY_SUPPRESSION_SITE_EVENT = 4;
+   */
+  SITE_EVENT = 4,
+}
+
+/**
+ * Describes the enum mining.analytics.v1alpha1.AnomalySuppression.
+ */
+export const AnomalySuppressionSchema: GenEnum<AnomalySuppression> = /*@__PURE__*/
+  enumDesc(file_mining_analytics_v1alpha1_scoring, 0);
 
 /**
  * Scores miners with the active models.
