@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from server.config import Settings
@@ -104,13 +105,20 @@ def test_real_server_json_log_parses_with_grpc_core_logging_on(tmp_path: Path) -
     environment = {**os.environ, "GRPC_VERBOSITY": "INFO", "GRPC_TRACE": "server_channel"}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=environment)
     assert process.stderr is not None
-    lines = []
+    # Read until the server listens and gRPC core's own line has come through the pipe: a SIGTERM
+    # sent at "listening" can land before the server's handler and end it with lines still in the
+    # pipe. A watchdog kills a server that never writes both, so the read ends.
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    lines: list[str] = []
     try:
         for line in process.stderr:
             lines.append(line)
-            if "gRPC server listening on" in line:
+            text = "".join(lines)
+            if "gRPC server listening on" in text and '"logger": "grpc.core"' in text:
                 break
     finally:
+        watchdog.cancel()
         process.terminate()
         _, rest = process.communicate(timeout=60)
     entries = json_lines("".join(lines) + rest)
