@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from server.domain import validation
 from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels
-from server.errors import InvalidArgument
+from server.errors import InvalidArgument, next_step
 from server.store import Store
 
-MAX_NOTE = 1000
+MAX_NOTE = validation.MAX_NOTE
 
 
 class FeedbackVerdict(enum.IntEnum):
@@ -67,10 +67,9 @@ class FeedbackLog:
             raise InvalidArgument.for_field(
                 "model_version",
                 f"{model_version!r} is not a version in the model registry; leave it empty for the "
-                "active LSTM or pick one from GET /api/advanced/models",
+                f"active LSTM or pick one from {next_step('TrainingService.ListModels')}",
             )
-        if len(note) > MAX_NOTE:
-            raise InvalidArgument.for_field("note", f"must be at most {MAX_NOTE} characters")
+        validation.note(note)
         miner = await self._access.resolve(miner_id)  # out of the caller's scope reads as absent
         lstm = self._models.lstm
         version = model_version or (lstm.summary.version if lstm is not None else "")
