@@ -41,7 +41,8 @@ def status_of(
         return MinerStatus(
             MinerState.DOWN,
             condition.open_failure_at,
-            f"failure FAILURE_MODE_{mode} recorded, not repaired yet: record its repair time once fixed",
+            f"failure FAILURE_MODE_{mode} recorded, not repaired; record the repair time with "
+            "TelemetryService.RecordRepair once it is back",
         )
     last_seen = condition.last_seen
     if last_seen is None:

@@ -152,12 +152,15 @@ export function renderFleet(main: HTMLElement): () => void {
       renderMap(body, visible);
     } else {
       const limit = Math.min(shown, visible.length);
-      summary.textContent = `Showing ${limit} of ${visible.length} matching miners (${all.length} in the fleet), riskiest first.`;
+      summary.textContent = store.complete
+        ? `Showing ${limit} of ${visible.length} matching miners (${all.length} in the fleet), riskiest first.`
+        : `Showing ${limit} of ${visible.length} matching miners, riskiest first; loading the fleet: ${all.length} of ${store.total} miners so far…`;
       renderTable(body, visible.slice(0, limit), visible.length > limit, changed);
     }
     // Timings a person can read in DevTools (and bench/console_timing.py reads): the first full
     // render after navigation, and each render that shows a live update.
     if (!performance.getEntriesByName("fleet-rendered").length) performance.mark("fleet-rendered");
+    if (store.complete && !performance.getEntriesByName("fleet-complete").length) performance.mark("fleet-complete");
     if (changed) performance.mark("fleet-live-rendered", { detail: changed });
   }
 
@@ -251,7 +254,22 @@ export function renderFleet(main: HTMLElement): () => void {
     );
   }
 
-  const unsubscribe = store.subscribe((changed) => render(changed));
+  // Live updates arrive in bursts (a model activation rescores the whole fleet): render at most
+  // once per frame, with every miner that changed since the last one.
+  let pending: Set<string> | null = new Set();
+  let scheduled = false;
+  const unsubscribe = store.subscribe((changed) => {
+    if (changed === null) pending = null;
+    else if (pending) for (const id of changed) pending.add(id);
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      const ids = pending ? [...pending] : null;
+      pending = new Set();
+      render(ids);
+    });
+  });
   store.load().then(
     () => render(null),
     (error) => {

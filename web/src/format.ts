@@ -78,8 +78,3 @@ export function percent(value: number): string {
 export function number(value: number, digits = 2): string {
   return Number.isFinite(value) ? value.toFixed(digits) : "—";
 }
-
-export function modeName(mode: number, names: Record<number, string>): string {
-  const raw = names[mode] ?? "UNSPECIFIED";
-  return raw.replace(/^FAILURE_MODE_/, "").replace(/_/g, " ").toLowerCase();
-}

@@ -24,9 +24,22 @@ const STATE_NAME: Record<number, string> = {
 };
 const FINAL = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED]);
 
+/** Validation metrics, quality first; counts without decimals. */
 function metricsText(metrics: Record<string, number>): string {
-  const keys = Object.keys(metrics).filter((k) => !/samples_per_second|epochs|seconds/.test(k)).sort();
-  return keys.length ? keys.map((k) => `${k.replace(/_/g, " ")} ${number(metrics[k], 3)}`).join(" · ") : "—";
+  const keys = Object.keys(metrics)
+    .filter((k) => /^val_|^threshold$/.test(k))
+    .sort((a, b) => Number(/windows|rate/.test(a)) - Number(/windows|rate/.test(b)) || a.localeCompare(b));
+  const show = (k: string): string => {
+    const value = metrics[k];
+    const text = Number.isInteger(value) ? String(value) : Number.isFinite(value) ? number(value, 3) : "—";
+    return `${k.replace(/^val_/, "").replace(/_/g, " ")} ${text}`;
+  };
+  return keys.length ? keys.map(show).join(" · ") : "—";
+}
+
+function duration(seconds: number): string {
+  if (!seconds) return "—";
+  return seconds < 90 ? `${seconds.toFixed(0)} s` : `${(seconds / 60).toFixed(1)} min`;
 }
 
 export function renderModels(main: HTMLElement): () => void {
@@ -71,8 +84,11 @@ export function renderModels(main: HTMLElement): () => void {
 
   async function loadRegistry(): Promise<void> {
     let models: ModelVersion[];
+    const took = new Map<string, number>(); // job id -> training seconds
     try {
-      models = (await training.listModels({})).models;
+      const [listed, recent] = await Promise.all([training.listModels({}), training.listTrainJobs({ pageSize: 100 })]);
+      models = listed.models;
+      for (const job of recent.jobs) took.set(job.jobId, job.elapsedSeconds);
     } catch (error) {
       registry.replaceChildren(h("h2", { id: "registry-title" }, "Registry"), h("p", { class: "problem" }, sentence(error, "Listing models")));
       return;
@@ -88,6 +104,7 @@ export function renderModels(main: HTMLElement): () => void {
           { "data-version": m.version, class: m.active ? "active" : null },
           h("th", { scope: "row" }, m.version),
           h("td", {}, dateTime(toDate(m.trainedAt))),
+          h("td", {}, duration(took.get(m.jobId) ?? 0)),
           h("td", {}, m.active ? "✔ Active" : ""),
           h("td", { class: "metrics" }, metricsText(m.metrics)),
           session.canTrain
@@ -113,7 +130,7 @@ export function renderModels(main: HTMLElement): () => void {
                 h(
                   "thead",
                   {},
-                  h("tr", {}, ...["Version", "Trained", "State", "Validation metrics", session.canTrain ? "Action" : ""].filter(Boolean).map((t) => h("th", { scope: "col" }, t))),
+                  h("tr", {}, ...["Version", "Trained", "Training time", "State", "Validation metrics", session.canTrain ? "Action" : ""].filter(Boolean).map((t) => h("th", { scope: "col" }, t))),
                 ),
                 h("tbody", {}, ...rows),
               ),

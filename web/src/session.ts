@@ -6,7 +6,7 @@
 // with it (likewise RecordFeedback for the writer role). The UI only hides what the role may not
 // do; the server still decides every call.
 import { Code } from "@connectrpc/connect";
-import { code, fleet, sentence, setToken, telemetry, token, training } from "./api.js";
+import { code, fleet, setToken, telemetry, token, training } from "./api.js";
 import { h } from "./dom.js";
 
 export interface Session {
@@ -95,4 +95,3 @@ export function describe(s: Session): string {
   return `Signed in: ${roles.join(", ")}`;
 }
 
-export { sentence };

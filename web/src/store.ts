@@ -23,21 +23,42 @@ const PAGE_SIZE = 1000;
 
 class FleetStore {
   rows = new Map<string, MinerRow>();
+  /** Some rows are in (the riskiest come first: ListMiners pages are ordered by risk). */
   loaded = false;
+  /** Every page of the last load is in. */
+  complete = false;
+  /** Miners in the fleet as the last page said. */
+  total = 0;
   private listeners = new Set<(changed: string[] | null) => void>();
   private loading: Promise<void> | null = null;
+  private reloadAfter = false;
+  /** Live updates that arrived during a load, re-applied once it is in. */
+  private during = new Map<string, MinerScore>();
 
   load(force = false): Promise<void> {
-    if (this.loading && !force) return this.loading;
-    this.loading = this.fetchAll();
+    if (this.loading) {
+      this.reloadAfter ||= force;
+      return this.loading;
+    }
+    if (this.complete && !force) return Promise.resolve();
+    this.loading = this.fetchAll().finally(() => {
+      this.loading = null;
+      if (this.reloadAfter) {
+        this.reloadAfter = false;
+        void this.load(true);
+      }
+    });
     return this.loading;
   }
 
   private async fetchAll(): Promise<void> {
-    const rows = new Map<string, MinerRow>();
+    // The first load shows each page as it arrives; a reload swaps the fleet in when complete.
+    const progressive = !this.loaded;
+    const rows = progressive ? this.rows : new Map<string, MinerRow>();
     let pageToken = "";
     do {
       const page = await fleetApi.listMiners({ pageSize: PAGE_SIZE, pageToken });
+      this.total = page.total;
       for (const miner of page.miners) {
         rows.set(miner.minerId, {
           id: miner.minerId,
@@ -53,17 +74,29 @@ class FleetStore {
         });
       }
       pageToken = page.nextPageToken;
+      if (progressive && pageToken) {
+        this.loaded = true;
+        this.emit(null);
+      }
     } while (pageToken);
     this.rows = rows;
     this.loaded = true;
+    this.complete = true;
+    const during = [...this.during.values()];
+    this.during.clear();
+    for (const score of during) this.apply(score);
     this.emit(null);
   }
 
-  /** Applies one live score; unknown miners (registered after the load) trigger a reload. */
+  /** Applies one live score; a miner registered after the load triggers a reload. */
   apply(score: MinerScore): void {
+    if (this.loading) this.during.set(score.minerId, score);
     const row = this.rows.get(score.minerId);
     if (!row) {
-      void this.load(true);
+      if (!this.loading) {
+        this.during.set(score.minerId, score);
+        void this.load(true);
+      }
       return;
     }
     row.riskScore = score.riskScore;
