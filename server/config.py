@@ -51,9 +51,10 @@ class Settings(BaseSettings):
     interval (bootstrap over validation miners) reaches this (chance 0.5 + a 0.05 margin); 0 turns
     the check off."""
     gate_autoencoder_min_recall: float = Field(0.5, ge=0.0, le=1.0)
-    """Promotion gate: an autoencoder is activated only when at least this share of the failures of
-    its validation miners has a window above its threshold (the 99th percentile of healthy validation
-    errors, i.e. 1 % false alarms per window) in the 24 h before; 0 turns the check off."""
+    """Promotion gate: an autoencoder is activated only when at least this share of the recorded
+    failures (of every miner: it trains on healthy windows only) has a window above its threshold (the
+    99th percentile of healthy validation errors, i.e. 1 % false alarms per window) in the 24 h
+    before; 0 turns the check off."""
     log_level: str = "INFO"
     """Log level: DEBUG, INFO, WARNING, ERROR."""
     log_json: bool = False
