@@ -14,7 +14,12 @@ from server.sim.settings import SimSettings
 TUNING_SEEDS = (101, 102)
 """Fleets used while tuning the decision (never reported as evidence)."""
 EVALUATION_SEEDS = (201, 202, 203, 204, 205, 206)
-"""Held-out fleets: not simulated before the decision's settings were frozen."""
+"""Held-out fleets: not simulated before the decision's settings were frozen (first evaluation,
+bench/results/anomaly-v1-seeds-201-206.md)."""
+FRESH_EVALUATION_SEEDS = (207, 208, 209, 210, 211, 212)
+"""Fleets never simulated before the one rule changed after the first evaluation (hashing slower
+than the site no longer overrides a site event: fleet 204's heat-wave throttling); the report of
+record (bench/results/anomaly.md). No setting was changed."""
 MINERS = 80
 """Miners per fleet (4 sites of 20)."""
 DAYS = 14.0

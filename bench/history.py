@@ -240,7 +240,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="ingestion runs per setting (medians)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument(
+        "--ingest-only",
+        type=Path,
+        default=None,
+        metavar="MODELS_DIR",
+        help="only the ingestion comparison, with the models of an earlier run (its work/demo/models)",
+    )
     args = parser.parse_args()
+    if args.ingest_only is not None:
+        ingest_report(args, args.ingest_only)
+        return
     work = args.work or Path(tempfile.mkdtemp(prefix="mfh-history-bench-"))
     lines: list[str] = []
 
@@ -316,29 +326,6 @@ def main() -> None:
         start_s = proc.info["start_s"]
     shutil.rmtree(large, ignore_errors=True)
 
-    # -- ingestion with risk-history persistence on and off, side by side ---------------------------
-    base = work / "ingest-base"
-    ingest_start = (datetime.now(UTC) - timedelta(hours=args.ingest_hours + 1)).replace(
-        minute=0, second=0, microsecond=0
-    )
-    seed(base, args.miners, 3.0, end=ingest_start - timedelta(minutes=5))
-    rates: dict[bool, list[tuple[float, float, int]]] = {False: [], True: []}
-    for repeat in range(args.repeats):
-        for history_on in (False, True):
-            run_dir = work / f"ingest-{repeat}-{history_on}"
-            shutil.copytree(base, run_dir)
-            rates[history_on].append(
-                ingest_run(
-                    run_dir,
-                    models,
-                    history_on=history_on,
-                    miners=args.miners,
-                    start=ingest_start,
-                    hours=args.ingest_hours,
-                )
-            )
-            shutil.rmtree(run_dir, ignore_errors=True)
-
     # -- report -----------------------------------------------------------------------------------
     out: list[str] = [
         "# History and rescoring benchmark",
@@ -378,10 +365,6 @@ def main() -> None:
     ]
     for label, ms, size, count in queries:
         out.append(f"| {label} | {ms:.1f} | {size / 1024:.0f} | {count:,} |")
-    on_acked = statistics.median(r[0] for r in rates[True])
-    off_acked = statistics.median(r[0] for r in rates[False])
-    on_done = statistics.median(r[1] for r in rates[True])
-    off_done = statistics.median(r[1] for r in rates[False])
     out += [
         "",
         "## Storage cost of the risk history",
@@ -391,6 +374,41 @@ def main() -> None:
         f"{grown / 2**20:.1f} MiB, "
         f"**{grown / miner_days / 1024:.1f} KiB per miner-day** ({grown / points:.0f} bytes per point).",
         "",
+    ]
+    out += ingest_section(args, work, models)
+    args.out.write_text("\n".join(out))
+    print("\n".join(out))
+
+
+def ingest_section(args: argparse.Namespace, work: Path, models: Path) -> list[str]:
+    """Ingestion with risk-history persistence on and off, side by side; the report's lines."""
+    # -- ingestion with risk-history persistence on and off, side by side ---------------------------
+    base = work / "ingest-base"
+    ingest_start = (datetime.now(UTC) - timedelta(hours=args.ingest_hours + 1)).replace(
+        minute=0, second=0, microsecond=0
+    )
+    seed(base, args.miners, 3.0, end=ingest_start - timedelta(minutes=5))
+    rates: dict[bool, list[tuple[float, float, int]]] = {False: [], True: []}
+    for repeat in range(args.repeats):
+        for history_on in (False, True):
+            run_dir = work / f"ingest-{repeat}-{history_on}"
+            shutil.copytree(base, run_dir)
+            rates[history_on].append(
+                ingest_run(
+                    run_dir,
+                    models,
+                    history_on=history_on,
+                    miners=args.miners,
+                    start=ingest_start,
+                    hours=args.ingest_hours,
+                )
+            )
+            shutil.rmtree(run_dir, ignore_errors=True)
+    on_acked = statistics.median(r[0] for r in rates[True])
+    off_acked = statistics.median(r[0] for r in rates[False])
+    on_done = statistics.median(r[1] for r in rates[True])
+    off_done = statistics.median(r[1] for r in rates[False])
+    return [
         "## Ingestion with risk-history persistence on and off",
         "",
         f"Live column batches of {args.miners} miners x 1 h ({args.miners * 12:,} samples) for "
@@ -408,6 +426,19 @@ def main() -> None:
         f"On vs off: {100 * (on_done / off_done - 1):+.1f} % (until scored), "
         f"{100 * (on_acked / off_acked - 1):+.1f} % (acked).",
         "",
+    ]
+
+
+def ingest_report(args: argparse.Namespace, models: Path) -> None:
+    work = args.work or Path(tempfile.mkdtemp(prefix="mfh-history-bench-"))
+    out = [
+        "# Ingestion with risk-history persistence on and off",
+        "",
+        f"`.venv/bin/python -m bench.history --ingest-only MODELS --repeats {args.repeats} --ingest-hours "
+        f"{args.ingest_hours}` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"{__import__('os').cpu_count()} cores shared with other work).",
+        "",
+        *ingest_section(args, work, models)[2:],
     ]
     args.out.write_text("\n".join(out))
     print("\n".join(out))

@@ -90,7 +90,8 @@ class EventNotFound(NotFound):
 
     def __init__(self, event_id: str) -> None:
         super().__init__(
-            f"event_id: no failure event {event_id[:64]!r}; list them with GET /api/advanced/failures",
+            f"event_id: no failure event {event_id[:64]!r}; list them with "
+            f"{next_step('TelemetryService.ListFailures')}",
             metadata={"event_id": event_id[:64]},
         )
 

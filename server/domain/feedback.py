@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from server.domain import validation
 from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels
-from server.errors import InvalidArgument
+from server.errors import InvalidArgument, next_step
 from server.store import Store
 
 MAX_NOTE = 1000
@@ -67,7 +67,7 @@ class FeedbackLog:
             raise InvalidArgument.for_field(
                 "model_version",
                 f"{model_version!r} is not a version in the model registry; leave it empty for the "
-                "active LSTM or pick one from GET /api/advanced/models",
+                f"active LSTM or pick one from {next_step('TrainingService.ListModels')}",
             )
         if len(note) > MAX_NOTE:
             raise InvalidArgument.for_field("note", f"must be at most {MAX_NOTE} characters")

@@ -159,7 +159,7 @@ class History:
         smallest = max(interval, math.ceil(span_s / MAX_POINTS / interval) * interval)
         if step_s == 0:
             return smallest
-        if step_s < 0 or step_s < interval:
+        if step_s < interval:
             raise InvalidArgument.for_field(
                 "step", f"must be 0 (automatic) or at least the sample interval, {interval} s; got {step_s}"
             )

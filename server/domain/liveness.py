@@ -41,8 +41,8 @@ def status_of(
         return MinerStatus(
             MinerState.DOWN,
             condition.open_failure_at,
-            f"failure FAILURE_MODE_{mode} recorded, not repaired; record the repair with "
-            "POST /api/advanced/failures/{event_id}/repair",
+            f"failure FAILURE_MODE_{mode} recorded, not repaired; record the repair time with "
+            "TelemetryService.RecordRepair once it is back",
         )
     last_seen = condition.last_seen
     if last_seen is None:

@@ -1,9 +1,10 @@
 """A miner's history: risk points (written when a new window is scored) and telemetry on a coarse grid.
 
-Risk points. One row per (miner, window end, LSTM version) in `risk_history`; writing a key again
-replaces its row (an autoencoder that became active re-decides the same window). The table has no
-index: a write deletes the keys it replaces with a scan limited, by DuckDB's zone maps, to window ends
-at or after the batch's oldest, which is the table's tail.
+Risk points. One point per (miner, window end, LSTM version) in `risk_history`; writing a key again
+(an autoencoder that became active re-decides the same window) replaces it: writes only append (no
+index, no lookup, so the rescoring after ingestion stays cheap) and reads keep the latest-scored row
+of each key. Re-scored windows are rare (a model change re-scores each miner's latest window once),
+so the extra rows cost little; retention deletes them with the rest.
 
 Telemetry. One SQL statement returns a miner's raw readings and its 11 features (the grid rows of
 features.py) aggregated to min / mean / max per step of `step_s` seconds (steps aligned to the epoch),
@@ -55,7 +56,8 @@ _COLUMNS = (
 
 
 def write_risk_points(cur: duckdb.DuckDBPyConnection, points: Sequence[RiskPoint]) -> int:
-    """Insert points (replacing the same keys) inside the caller's transaction; returns the count."""
+    """Append points inside the caller's transaction (a key written again supersedes the older row on
+    read); returns the count."""
     if not points:
         return 0
     staged = {
@@ -71,23 +73,9 @@ def write_risk_points(cur: duckdb.DuckDBPyConnection, points: Sequence[RiskPoint
     }
     cur.register("staged_risk", staged)
     try:
-        oldest = staged["window_end"].min().astype(datetime)
+        # Append only (the ingestion path stays cheap); a key written again is resolved on read.
         cur.execute(
-            """
-            DELETE FROM risk_history USING staged_risk s
-            WHERE risk_history.window_end >= $oldest AND risk_history.miner_id = s.miner_id
-                AND risk_history.window_end = s.window_end AND risk_history.model_version = s.model_version
-            """,
-            {"oldest": oldest},
-        )
-        # Inside one batch the later point of a key wins.
-        cur.execute(
-            f"""
-            INSERT INTO risk_history ({", ".join(_COLUMNS)})
-            SELECT {", ".join(_COLUMNS)} FROM staged_risk
-            QUALIFY row_number() OVER (PARTITION BY miner_id, window_end, model_version
-                                       ORDER BY scored_at DESC) = 1
-            """
+            f"INSERT INTO risk_history ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM staged_risk"
         )
     finally:
         cur.unregister("staged_risk")
@@ -102,6 +90,7 @@ def read_risk_points(
         f"""
         SELECT {", ".join(_COLUMNS)} FROM risk_history
         WHERE miner_id = $miner AND window_end >= $start AND window_end < $end
+        QUALIFY row_number() OVER (PARTITION BY window_end, model_version ORDER BY scored_at DESC) = 1
         ORDER BY window_end, model_version
         """,
         {"miner": miner_id, "start": to_utc_naive(start), "end": to_utc_naive(end)},

@@ -167,7 +167,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             # One row per (miner, window end, LSTM version) the server scored when a new window arrived
             # or a model became active (see history.py); never written on the prediction path. No
-            # primary key (an index would cost more than the rows): writes replace a key themselves.
+            # primary key (an index would cost more than the rows): writes append, reads keep the newest
+            # row of a key (see history.py).
             """
             CREATE TABLE risk_history (
                 miner_id VARCHAR NOT NULL,

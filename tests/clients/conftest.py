@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -14,6 +15,8 @@ from tests.clients.fake_miners import FakeMiner, Reply
 from tests.clients.fake_server import FakeServer, start_fake_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# SGR sequences that set a colour (30-37, 38;..., 90-97); bold alone (1) is not colour.
+COLOUR = re.compile(r"\x1b\[(?:\d+;)*(?:3[0-8]|9[0-7])(?:;\d+)*m")
 
 MinerFactory = Callable[..., Awaitable[FakeMiner]]
 

@@ -15,11 +15,15 @@ from pathlib import Path
 import pytest
 from mining.analytics.v1alpha1 import common_pb2, telemetry_pb2
 
-from tests.clients.conftest import REPO_ROOT, Terminal, cli_environment, run_cli, run_cli_into_closed_pipe
+from tests.clients.conftest import (
+    COLOUR,
+    REPO_ROOT,
+    Terminal,
+    cli_environment,
+    run_cli,
+    run_cli_into_closed_pipe,
+)
 from tests.clients.fake_server import FakeServer
-
-# SGR sequences that set a colour (30-37, 38;..., 90-97); bold alone (1) is not colour.
-COLOUR = re.compile(r"\x1b\[(?:\d+;)*(?:3[0-8]|9[0-7])(?:;\d+)*m")
 
 
 def test_fleet_shows_the_top_k_miners_by_risk(fake_server: FakeServer) -> None:

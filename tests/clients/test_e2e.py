@@ -24,7 +24,7 @@ from mining.analytics.v1alpha1 import common_pb2, training_pb2
 from clients.client import ClientError, FleetHealthClient
 from clients.collector import Collector, CollectorConfig, MinerTarget
 from clients.collector.sink import GrpcSink
-from tests.clients.conftest import MinerFactory, run_cli, run_cli_into_closed_pipe
+from tests.clients.conftest import COLOUR, MinerFactory, Terminal, run_cli, run_cli_into_closed_pipe
 from tests.clients.fake_miners import FIRMWARE_REPLIES
 from tests.clients.test_cli import write_telemetry
 from tests.clients.test_collector import FakeClock
@@ -279,6 +279,10 @@ def test_registry_fleet_and_labels_through_the_cli(patient_demo_server: ServerTh
     inactive = next(v["version"] for v in versions if not v["active"])
     assert cli_json(server, "activate", "lstm", inactive)["version"] == inactive
     assert [v["version"] for v in cli_json(server, "models", "lstm") if v["active"]] == [inactive]
+    code, shown = Terminal("--target", target(server), "models", "lstm").finish()
+    assert code == 0 and inactive in shown and COLOUR.search(shown), shown  # the active row in green
+    piped = run_cli("--target", target(server), "models", "lstm")
+    assert "\x1b[" not in piped.stdout and len(piped.stdout.splitlines()) == 1 + 2
 
     fleet = cli_json(server, "fleet", "--top", "3")
     risks = [score["risk_score"] for score in fleet["scores"]]

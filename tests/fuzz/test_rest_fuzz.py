@@ -24,6 +24,7 @@ QUERY_NAMES = st.sampled_from(
         "start",
         "end",
         "top_k",
+        "step",
         "miner_ids",
         "model_kind",
         "hardware_model",
@@ -52,6 +53,9 @@ GET_ROUTES = [
     "/api/advanced/train/jobs",
     "/api/advanced/train/jobs/{}",
     "/api/advanced/models",
+    "/api/advanced/miners/{}/telemetry",
+    "/api/advanced/miners/{}/risk-history",
+    "/api/advanced/miners/{}/events",
     "/api/advanced/{}",
     "/{}",
 ]

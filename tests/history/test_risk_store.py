@@ -39,10 +39,11 @@ def _store(tmp_path: Path) -> Store:
     return store
 
 
-def test_the_same_window_and_version_replaces_other_versions_add(tmp_path: Path) -> None:
+def test_the_same_window_and_version_reads_as_the_latest_scored_other_versions_add(tmp_path: Path) -> None:
     with _store(tmp_path) as store:
         store.write_risk_points([_point("10.0.0.1", 0, "v1", 0.1), _point("10.0.0.1", 5, "v1", 0.2)])
-        store.write_risk_points([_point("10.0.0.1", 5, "v1", 0.9, "ae1"), _point("10.0.0.1", 5, "v2", 0.3)])
+        rescored = replace(_point("10.0.0.1", 5, "v1", 0.9, "ae1"), scored_at=T0 + timedelta(hours=1))
+        store.write_risk_points([rescored, _point("10.0.0.1", 5, "v2", 0.3)])
         store.write_risk_points([_point("10.0.0.2", 5, "v1", 0.4)])
         points = store.read_risk_points("10.0.0.1", T0, T0 + timedelta(hours=1))
         assert [(p.window_end - T0, p.model_version, p.risk_score) for p in points] == [
@@ -51,7 +52,7 @@ def test_the_same_window_and_version_replaces_other_versions_add(tmp_path: Path)
             (timedelta(minutes=5), "v2", 0.3),
         ]
         assert points[1].risk_level == RiskLevel.CRITICAL and points[1].anomaly_model_version == "ae1"
-        assert points[1].is_anomaly and points[1].scored_at == T0 + timedelta(minutes=5, seconds=30)
+        assert points[1].is_anomaly and points[1].scored_at == T0 + timedelta(hours=1)
         # start inclusive, end exclusive
         assert (
             len(store.read_risk_points("10.0.0.1", T0 + timedelta(minutes=5), T0 + timedelta(hours=1))) == 2

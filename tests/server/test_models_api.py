@@ -69,7 +69,9 @@ def test_detect_returns_the_documented_fields(trained_stack: Stack) -> None:
     assert all(0.0 <= w["confidence"] <= 1.0 for w in body["windows"])
 
 
-def test_the_demo_miner_is_flagged_as_its_fan_fails_and_context_explains_the_rest(trained_stack: Stack) -> None:
+def test_the_demo_miner_is_flagged_as_its_fan_fails_and_context_explains_the_rest(
+    trained_stack: Stack,
+) -> None:
     body = trained_stack.rest("GET", "/api/advanced/detect/anomalies/192.168.1.100").json()
     windows = body["windows"]
     # its fan slows over its last 18 h (temperature +12 C by the end): flagged at the end, not a day ago

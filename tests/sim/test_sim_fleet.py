@@ -231,12 +231,16 @@ def test_confounders_hit_whole_sites_and_are_recorded_as_site_events(fleet: Simu
     heat = next(e for e in fleet.site_events if e.kind == "heat_wave")
     s = fleet.samples
     inside = np.isin(s.miner_id, heat.miner_ids) & (s.ts >= _ts(heat.start)) & (s.ts <= _ts(heat.end))
-    before = np.isin(s.miner_id, heat.miner_ids) & (s.ts >= _ts(heat.start - timedelta(days=1))) & (
-        s.ts <= _ts(heat.end - timedelta(days=1))
+    before = (
+        np.isin(s.miner_id, heat.miner_ids)
+        & (s.ts >= _ts(heat.start - timedelta(days=1)))
+        & (s.ts <= _ts(heat.end - timedelta(days=1)))
     )
     assert np.nanmean(s.temperature_c[inside]) > np.nanmean(s.temperature_c[before]) + 2.0
     assert {c.kind for c in fleet.contexts} == {"reboot", "firmware_update"}
     drifts = [e for e in fleet.episodes if e.kind == "drift"]
     assert drifts and all(e.failure_at is None for e in drifts)
-    cleanings = {(p.miner_id, p.start) for p in fleet.planned_states if p.kind == PlannedStateKind.MAINTENANCE}
+    cleanings = {
+        (p.miner_id, p.start) for p in fleet.planned_states if p.kind == PlannedStateKind.MAINTENANCE
+    }
     assert all((e.miner_id, e.end) in cleanings for e in drifts)
