@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     """Risk-history points whose window ended longer ago than this are deleted (with the roll-up)."""
     rescore_chunk_miners: int = Field(500, ge=1)
     """Fleet rescoring after a model change scores this many miners per step, with progress logged."""
+    anomaly_fleet_decision_interval_s: float = Field(240.0, ge=0)
+    """Fleet anomaly flags (ListMiners, subscriptions, gauges) re-decide a site at most this often;
+    between decisions a miner's flag is its last decided window's (0 decides every round)."""
     batch_max_size: int = Field(64, ge=1, le=4096)
     """Dynamic batching: most prediction requests coalesced into one forward pass."""
     batch_max_delay_ms: float = Field(2.0, ge=0, le=1000)
