@@ -248,6 +248,7 @@ async def start(settings: Settings) -> App:
 
     ops = await asyncio.to_thread(Operations.create, settings, store, scores, models, cache)
     scoring.on_batch = ops.metrics.batch_size.observe
+    scoring.site_events.on_change = ops.metrics.set_site_event
     ops.metrics.add(RescoreCollector(lambda: rescorer.progress))
     server = grpc.aio.server(
         interceptors=interceptors(ops),

@@ -51,9 +51,10 @@ class Settings(BaseSettings):
     interval (bootstrap over validation miners) reaches this (chance 0.5 + a 0.05 margin); 0 turns
     the check off."""
     gate_autoencoder_min_recall: float = Field(0.5, ge=0.0, le=1.0)
-    """Promotion gate: an autoencoder is activated only when at least this share of the failures of
-    its validation miners has a window above its threshold (the 99th percentile of healthy validation
-    errors, i.e. 1 % false alarms per window) in the 24 h before; 0 turns the check off."""
+    """Promotion gate: an autoencoder is activated only when at least this share of the recorded
+    failures (of every miner: it trains on healthy windows only) has a window above its threshold (the
+    99th percentile of healthy validation errors, i.e. 1 % false alarms per window) in the 24 h
+    before; 0 turns the check off."""
     log_level: str = "INFO"
     """Log level: DEBUG, INFO, WARNING, ERROR."""
     log_json: bool = False
@@ -90,6 +91,9 @@ class Settings(BaseSettings):
     """Risk-history points whose window ended longer ago than this are deleted (with the roll-up)."""
     rescore_chunk_miners: int = Field(500, ge=1)
     """Fleet rescoring after a model change scores this many miners per step, with progress logged."""
+    anomaly_fleet_decision_interval_s: float = Field(240.0, ge=0)
+    """Fleet anomaly flags (ListMiners, subscriptions, gauges) re-decide a site at most this often;
+    between decisions a miner's flag is its last decided window's (0 decides every round)."""
     batch_max_size: int = Field(64, ge=1, le=4096)
     """Dynamic batching: most prediction requests coalesced into one forward pass."""
     batch_max_delay_ms: float = Field(2.0, ge=0, le=1000)

@@ -14,7 +14,7 @@ from server.domain.active_models import ActiveModels
 from server.errors import InvalidArgument, next_step
 from server.store import Store
 
-MAX_NOTE = 1000
+MAX_NOTE = validation.MAX_NOTE
 
 
 class FeedbackVerdict(enum.IntEnum):
@@ -69,8 +69,7 @@ class FeedbackLog:
                 f"{model_version!r} is not a version in the model registry; leave it empty for the "
                 f"active LSTM or pick one from {next_step('TrainingService.ListModels')}",
             )
-        if len(note) > MAX_NOTE:
-            raise InvalidArgument.for_field("note", f"must be at most {MAX_NOTE} characters")
+        validation.note(note)
         miner = await self._access.resolve(miner_id)  # out of the caller's scope reads as absent
         lstm = self._models.lstm
         version = model_version or (lstm.summary.version if lstm is not None else "")

@@ -241,7 +241,7 @@ class Ingest:
             mode=FailureMode(mode) if mode else FailureMode.OTHER,
             source=EventSource.MANUAL,
             repaired_at=repaired_at,
-            note=note[:1000],
+            note=validation.note(note),
         )
         # An unrepaired failure gets the repair its telemetry already shows (marked derived).
         silent = timedelta(minutes=self._settings.outage_after_minutes)
@@ -268,7 +268,7 @@ class Ingest:
         if repaired_at > datetime.now(UTC) + MAX_FUTURE:
             raise InvalidArgument.for_field("repaired_at", f"{repaired_at.isoformat()} is in the future")
         stored = await asyncio.to_thread(
-            self._store.record_repair, event_id, repaired_at, note[:1000] or None
+            self._store.record_repair, event_id, repaired_at, validation.note(note) or None
         )
         if stored is None:  # deleted meanwhile
             raise EventNotFound(event_id)
@@ -294,7 +294,9 @@ class Ingest:
             raise InvalidArgument.for_field("start" if start is None else "end", "is required")
         if end <= start:
             raise InvalidArgument.for_field("end", "must be after start")
-        state = PlannedState(uuid.uuid4().hex, miner, PlannedStateKind(kind), start, end, note[:1000])
+        state = PlannedState(
+            uuid.uuid4().hex, miner, PlannedStateKind(kind), start, end, validation.note(note)
+        )
         await asyncio.to_thread(self._store.add_planned_state, state)
         return state
 

@@ -7,11 +7,12 @@ score them. Torch work runs in a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -24,6 +25,7 @@ from server.domain.anomaly_decision import (
     DEFAULT_DECISION,
     SHORT_GAP_S,
     DecisionSettings,
+    MinerDecision,
     MinerInput,
     Prior,
     context_reasons,
@@ -51,7 +53,11 @@ from server.records import (
 from server.store import Store
 
 MAX_DETECT_RANGE = timedelta(days=7)
+log = logging.getLogger(__name__)
+
 DEFAULT_DETECT_RANGE = timedelta(hours=24)
+FLEET_DECISION_RANGE = timedelta(hours=6)
+"""Windows the fleet path decides before its latest one (k of n and hysteresis look back)."""
 FLEET_NORM_TTL_S = 600.0
 FLEET_NORM_WINDOW = timedelta(hours=6)
 MAX_SITE_PEERS = 40
@@ -117,6 +123,17 @@ class FleetScores:
     """miner_id -> its state (live, down, stale, recovering) for each score; see liveness.py."""
 
 
+@dataclass(frozen=True, slots=True)
+class _GroupDecision:
+    """The anomaly decision of a group of miners of one site (see Scoring._decide_group)."""
+
+    items: dict[str, MinerInput]
+    batches: dict[str, tuple[WindowBatch, np.ndarray]]  # miner -> (its windows, channel errors (N, C))
+    decisions: dict[str, MinerDecision]
+    events: list[SiteEvent]
+    prior: Prior
+
+
 def _history(model: FailureRiskPredictor | AnomalyScorer) -> int:
     """Rows to load for a model's latest window: the window plus the history its channels read."""
     return model.window.sequence_length + history_rows(model.window.share_reference_samples)
@@ -156,6 +173,8 @@ class Scoring:
         self.decision: DecisionSettings = DEFAULT_DECISION
         self.site_events = SiteEvents()
         """The latest site events per site, as the anomaly decisions found them (for gauges)."""
+        self._fleet_decided_at: dict[str, float] = {}  # site -> monotonic time of its last fleet decision
+        self._fleet_flags: dict[str, tuple[int, bool]] = {}  # miner -> (window end s, is_anomaly)
         self._fleet_norms: dict[str, tuple[float, dict[str, float]]] = {}
         self._batchers: dict[str, MicroBatcher] = {}
         self._retiring: set[asyncio.Task[None]] = set()  # old batchers finishing their queue
@@ -398,20 +417,22 @@ class Scoring:
         )
         return MinerInput(ends, errors, context, temperature, hashrate), batch, channel_errors
 
-    def _detect(
+    def _decide_group(
         self,
         scorer: AnomalyScorer,
-        loaded: ServingModel,
-        miner: Miner,
+        site: str,
+        peers: list[Miner],
         start: datetime,
         end: datetime,
-    ) -> Detection:
-        """Scores the miner and its site peers from the start of the baseline, decides every window
-        (server/domain/anomaly_decision.py) and returns the miner's windows in [start, end]."""
+        required: str = "",
+    ) -> _GroupDecision:
+        """Scores a group of miners of one site from the start of the baseline and decides every
+        window together (the site's same-time behaviour, site events); updates the site's open events
+        when the range reaches the newest windows. `required` (a miner id) must have a window, else
+        INSUFFICIENT_HISTORY; other miners without one are left out. Blocking."""
         cfg, interval = self.decision, self._settings.sample_interval_s
         baseline_start = start - timedelta(hours=cfg.baseline_hours)
         history = timedelta(seconds=_history(scorer) * interval)
-        peers = self._site_peers(miner)
         series = self._store.load_series(
             [m.miner_id for m in peers], baseline_start - history, end + timedelta(seconds=1)
         )
@@ -420,15 +441,17 @@ class Scoring:
         for peer in peers:
             one = series.get(peer.miner_id)
             if one is None or len(one) < scorer.window.sequence_length:
-                if peer.miner_id == miner.miner_id:
+                if peer.miner_id == required:
                     have = int(np.sum(one.observed)) if one is not None else 0
-                    raise InsufficientHistory(miner.miner_id, have, scorer.window.sequence_length)
+                    raise InsufficientHistory(required, have, scorer.window.sequence_length)
                 continue
             item, batch, channel_errors = self._decision_input(scorer, peer, one, baseline_start, start, end)
             items[peer.miner_id] = item
             batches[peer.miner_id] = (batch, channel_errors)
         prior = Prior.from_errors(scorer.val_errors, cfg.scale_floor)
-        decisions, spans = decide_site(miner.site or miner.miner_id, items, prior, cfg, interval)
+        if not items:
+            return _GroupDecision(items, batches, {}, [], prior)
+        decisions, spans = decide_site(site or peers[0].miner_id, items, prior, cfg, interval)
         last_scored = max((int(i.ends[-1]) for i in items.values() if i.ends.size), default=0)
         events = []
         for span in spans:
@@ -443,7 +466,7 @@ class Scoring:
                     tops += scorer.top_features(channel_errors[inside])
             events.append(
                 SiteEvent(
-                    site=miner.site,
+                    site=site,
                     kind=kind_of(tops),
                     start=utc(span.start),
                     end=utc(span.end),
@@ -453,8 +476,79 @@ class Scoring:
                     miner_ids=span.miner_ids,
                 )
             )
-        if miner.site and end >= utc(last_scored) - timedelta(seconds=interval):
-            self.site_events.update(miner.site, [e for e in events if e.end >= start])
+        if site and end >= utc(last_scored) - timedelta(seconds=interval):
+            self.site_events.update(site, [e for e in events if e.end >= start])
+        return _GroupDecision(items, batches, decisions, events, prior)
+
+    def decide_latest(self, scores: list[MinerScore]) -> list[MinerScore]:
+        """The fleet path's anomaly flags under the decision DetectAnomalies serves, not a fixed
+        threshold: each scored miner's site is decided in groups of up to MAX_SITE_PEERS + 1 miners over
+        the last FLEET_DECISION_RANGE, and a score's is_anomaly becomes its latest window's decision.
+        A site decided less than `anomaly_fleet_decision_interval_s` ago reuses that decision (the
+        flag may lag a new window by that long). Updates the latest scores; returns the new scores.
+        Blocking."""
+        loaded = self._models.autoencoder
+        if loaded is None or not scores:
+            return scores
+        scorer: AnomalyScorer = loaded.model
+        interval = self._settings.sample_interval_s
+        by_site: dict[str, list[Miner]] = {}
+        for m in self._store.list_miners():
+            by_site.setdefault(m.site or m.miner_id, []).append(m)
+        site_of = {m.miner_id: key for key, members in by_site.items() for m in members}
+        wanted = {site_of[s.miner_id] for s in scores if s.miner_id in site_of}
+        now = time.monotonic()
+        for key in sorted(wanted):
+            last = self._fleet_decided_at.get(key)
+            if last is not None and now - last < self._settings.anomaly_fleet_decision_interval_s:
+                continue
+            self._fleet_decided_at[key] = now
+            members = sorted(by_site[key], key=lambda m: m.miner_id)
+            site = members[0].site
+            for offset in range(0, len(members), MAX_SITE_PEERS + 1):
+                group = members[offset : offset + MAX_SITE_PEERS + 1]
+                ids = {m.miner_id for m in group}
+                # the group's newest scored window: this round's, else the latest known
+                known = [p for i in ids if (p := self._scores.get(i)) is not None]
+                ends = [s.window_end for s in (*scores, *known) if s.miner_id in ids and s.window_end]
+                if not ends:
+                    continue
+                newest = max(e for e in ends if e is not None)
+                end = newest + timedelta(seconds=1)
+                decided = self._decide_group(scorer, site, group, end - FLEET_DECISION_RANGE, end)
+                for miner_id, decision in decided.decisions.items():
+                    if decision.ends.size:
+                        self._fleet_flags[miner_id] = (int(decision.ends[-1]), bool(decision.is_anomaly[-1]))
+        decided_scores = []
+        for score in scores:
+            flag = self._fleet_flags.get(score.miner_id)
+            window_end = int(score.window_end.timestamp()) if score.window_end else 0
+            # the decision of the score's own window, or of the one before it within a sample interval
+            is_anomaly = flag is not None and flag[1] and window_end - flag[0] <= interval
+            decided_score = replace(score, is_anomaly=is_anomaly)
+            self._scores.put(decided_score)
+            decided_scores.append(decided_score)
+        return decided_scores
+
+    def _detect(
+        self,
+        scorer: AnomalyScorer,
+        loaded: ServingModel,
+        miner: Miner,
+        start: datetime,
+        end: datetime,
+    ) -> Detection:
+        """Scores the miner and its site peers from the start of the baseline, decides every window
+        (server/domain/anomaly_decision.py) and returns the miner's windows in [start, end]."""
+        cfg = self.decision
+        group = self._decide_group(scorer, miner.site, self._site_peers(miner), start, end, miner.miner_id)
+        items, batches, decisions, events, prior = (
+            group.items,
+            group.batches,
+            group.decisions,
+            group.events,
+            group.prior,
+        )
         mine = decisions[miner.miner_id]
         batch, channel_errors = batches[miner.miner_id]
         shown = np.flatnonzero(mine.ends >= int(start.timestamp()))
@@ -553,7 +647,12 @@ class Scoring:
         re-scoring round) waits for it and then reuses the windows it prepared, instead of preparing
         them all a second time on the same core."""
         with self._score_lock:
-            return self._score_entries(entries)
+            scores, skipped = self._score_entries(entries)
+            try:
+                return self.decide_latest(scores), skipped
+            except Exception:  # noqa: BLE001 - the risk scores stand without the anomaly decision
+                log.exception("deciding anomalies for %d miner(s) failed", len(scores))
+                return scores, skipped
 
     def _score_entries(self, entries: list[tuple[Miner, MinerSeries]]) -> tuple[list[MinerScore], int]:
         lstm = self._lstm()
@@ -570,8 +669,7 @@ class Scoring:
         if not kept:
             return [], skipped
         risks = np.clip(_chunked(predictor.predict, np.stack(rows)), 0.0, 1.0)
-        anomaly = np.zeros(len(kept))
-        flagged = np.zeros(len(kept), dtype=bool)
+        anomaly = np.zeros(len(kept))  # reconstruction errors; the flags come from decide_latest
         if autoencoder is not None:
             scorer: AnomalyScorer = autoencoder.model
             ae_rows, ae_index = [], []
@@ -583,7 +681,6 @@ class Scoring:
             if ae_rows:
                 errors = _chunked(scorer.score, np.stack(ae_rows))
                 anomaly[ae_index] = errors
-                flagged[ae_index] = scorer.is_anomaly(errors)
         scores = []
         for i, (miner, _, window_end) in enumerate(kept):
             score = MinerScore(
@@ -592,7 +689,7 @@ class Scoring:
                 risk_level=RiskLevel.from_score(float(risks[i]), self._settings.risk_cutoffs),
                 window_end=window_end,
                 model_version=lstm.summary.version,
-                is_anomaly=bool(flagged[i]),
+                is_anomaly=False,
                 anomaly_score=float(anomaly[i]),
             )
             self._scores.put(score)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -55,13 +55,20 @@ class SiteEvents:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_site: dict[str, tuple[SiteEvent, ...]] = {}
+        self.on_change: Callable[[str, str, bool], None] | None = None
+        """Told (site, kind, open) for each kind open before or after an update (the gauge)."""
 
     def update(self, site: str, events: Sequence[SiteEvent]) -> None:
         """Replace what is known about `site` with the events of its latest decision."""
         if not site:
             return
         with self._lock:
+            before = {e.kind for e in self._by_site.get(site, ()) if e.open}
             self._by_site[site] = tuple(events)
+        after = {e.kind for e in events if e.open}
+        if self.on_change is not None:
+            for kind in sorted(before | after):
+                self.on_change(site, kind, kind in after)
 
     def open_events(self) -> list[SiteEvent]:
         """Events still open at their site's last decision, by site then kind (for a gauge

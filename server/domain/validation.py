@@ -48,6 +48,8 @@ def open_fraction(value: float | None, field: str, default: float) -> float:
 
 MAX_TEXT = 128
 """Longest hardware model, make, site or model version a request may carry (characters)."""
+MAX_NOTE = 1000
+"""Longest free-text note (failures, repairs, planned states, feedback)."""
 READING_BOUNDS: dict[str, tuple[float, float]] = {
     "hashrate_ths": (0.0, 10_000.0),
     "temperature_c": (-60.0, 200.0),
@@ -123,3 +125,11 @@ def miner_record(miner: Miner, where: str = "miner") -> None:
             found.append(violation)
     if found:
         raise InvalidArgument.for_fields(found)
+
+
+def note(value: str, field: str = "note") -> str:
+    """A note of at most MAX_NOTE characters, else INVALID_ARGUMENT (never cut silently)."""
+    violation = text(value, field, MAX_NOTE)
+    if violation is not None:
+        raise InvalidArgument.for_fields([violation])
+    return value

@@ -249,10 +249,18 @@ def train_autoencoder(
             scores = batches.outputs(window_error, val_all)
             metrics["val_failure_roc_auc"] = roc_auc(scores, val_all.labels)
             metrics["val_prefailure_anomaly_rate"] = float(np.mean(scores[val_all.labels > 0] > threshold))
-            # The promotion gate's evidence: failures of the validation miners with a window above
-            # the served threshold in the horizon before them.
+        # The promotion gate's evidence: failures with a window above the served threshold in the
+        # horizon before them, over EVERY miner's failures. The autoencoder never trains on a
+        # failure's windows (healthy ones only), and a validation split of a small fleet holds one or
+        # two failures: too few to decide on (measured on 80-miner fleets: 1-2 each).
+        positives = windows.subset(np.flatnonzero(windows.labels > 0))
+        if len(positives):
             recall, failures = event_recall(
-                scores, val_all.labels, val_all.miner_ids, val_all.window_ends.astype(np.int64), threshold
+                batches.outputs(window_error, positives),
+                positives.labels,
+                positives.miner_ids,
+                positives.window_ends.astype(np.int64),
+                threshold,
             )
             metrics["val_precursor_recall"] = recall
             metrics["val_precursor_failures"] = float(failures)

@@ -286,3 +286,16 @@ def test_a_job_running_at_shutdown_reads_interrupted_after_restart(tmp_path) -> 
         assert after["epoch"] >= 1 and "server" in after["error"]
     finally:
         stack.close()
+
+
+def test_fleet_anomaly_flags_follow_the_served_decision(trained_stack: Stack) -> None:
+    """ListMiners (and the gauges and subscriptions fed by the same scores) flag a miner by the
+    decision DetectAnomalies serves, not by a fixed threshold of its own."""
+    trained_stack.rest("GET", "/api/advanced/fleet/scores")
+    miners = {m["miner_id"]: m for m in trained_stack.rest("GET", "/api/advanced/miners").json()["miners"]}
+    assert miners["192.168.1.100"]["is_anomaly"] is True  # its fan is failing (see the test above)
+    for miner_id, miner in miners.items():
+        if miner["risk_level"] == "RISK_LEVEL_UNSPECIFIED":
+            continue  # too little history to score
+        windows = trained_stack.rest("GET", f"/api/advanced/detect/anomalies/{miner_id}").json()["windows"]
+        assert miner["is_anomaly"] == windows[-1]["is_anomaly"], miner_id

@@ -131,3 +131,27 @@ def test_feedback_names_a_model_version_that_exists(values_stack: Stack) -> None
     assert reply.status == 400, reply.body
     assert _fields(reply) == ["model_version"]
     assert "GET /api/advanced/models" in reply.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/advanced/failures", {"miner_id": "192.168.1.101", "mode": "FAILURE_MODE_FAN"}),
+        (
+            "/api/advanced/planned-states",
+            {
+                "miner_id": "192.168.1.101",
+                "kind": "PLANNED_STATE_KIND_MAINTENANCE",
+                "start": "2026-01-01T00:00:00Z",
+                "end": "2026-01-01T01:00:00Z",
+            },
+        ),
+    ],
+)
+def test_an_overlong_note_is_refused_not_cut(values_stack: Stack, path: str, body: dict[str, str]) -> None:
+    """A note over 1000 characters used to be stored cut to 1000, silently."""
+    reply = values_stack.rest("POST", path, {**body, "note": "n" * 5000})
+    assert reply.status == 400, reply.body[:300]
+    assert _fields(reply) == ["note"]
+    assert "at most 1000 characters" in reply.json()["message"]
+    assert values_stack.rest("POST", path, {**body, "note": "n" * 1000}).status == 200

@@ -51,6 +51,12 @@ function route(): void {
   }
 }
 
+// The skip link moves focus to the page, not to "#main": the hash is the router's.
+document.querySelector(".skip")?.addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
+
 async function start(): Promise<void> {
   let current;
   try {
