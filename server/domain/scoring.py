@@ -382,14 +382,7 @@ class Scoring:
         keep = (ends >= int(start.timestamp()) - SHORT_GAP_S) | (  # k of n looks back a little
             (ends // interval) % cfg.baseline_stride == 0
         )
-        batch = WindowBatch(
-            batch.miner_id,
-            batch.x[keep],
-            batch.raw[keep],
-            batch.window_starts[keep],
-            batch.window_ends[keep],
-            batch.observed[keep],
-        )
+        batch = batch.select(keep)
         ends = ends[keep]
         channel_errors = scorer.channel_errors(batch.x) if batch.x.shape[0] else np.zeros((0, 1))
         errors = channel_errors.mean(axis=1) if batch.x.shape[0] else np.zeros(0)

@@ -36,6 +36,17 @@ class WindowBatch:
     window_ends: np.ndarray  # (N,) datetime64[s], last row
     observed: np.ndarray  # (N,) int, rows with a sample
 
+    def select(self, rows: np.ndarray) -> WindowBatch:
+        """The windows picked by a boolean mask or an index array (N,)."""
+        return WindowBatch(
+            self.miner_id,
+            self.x[rows],
+            self.raw[rows],
+            self.window_starts[rows],
+            self.window_ends[rows],
+            self.observed[rows],
+        )
+
 
 def _utc64(moment: datetime) -> np.datetime64:
     naive = moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
@@ -118,14 +129,7 @@ class _Served:
         if latest_only and not (keep.size and keep.all()):
             have = int(batch.observed[-1]) if batch.observed.size else 0
             raise InsufficientHistory(series.miner_id, have, need)
-        return WindowBatch(
-            batch.miner_id,
-            batch.x[keep],
-            batch.raw[keep],
-            batch.window_starts[keep],
-            batch.window_ends[keep],
-            batch.observed[keep],
-        )
+        return batch.select(keep)
 
     def _run(self, x: np.ndarray, fn: Any, batch: int = 1024) -> np.ndarray:
         parts = []

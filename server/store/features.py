@@ -131,11 +131,11 @@ def feature_rows_sql(interval_s: int) -> str:
     """The feature query above, for callers that aggregate its grid rows further in SQL (a miner's
     telemetry history): it needs a registered `wanted` relation (miner_id, ix) and the parameters
     $lo, $hi and $first as load_series passes them; it yields ix, t (epoch seconds), observed and
-    the columns of _VALUE_COLUMNS."""
+    the columns of VALUE_COLUMNS."""
     return _series_sql(interval_s)
 
 
-_VALUE_COLUMNS = (
+VALUE_COLUMNS = (
     "hashrate_ths",
     "temperature_c",
     "fan_speed_rpm",
@@ -148,7 +148,7 @@ _VALUE_COLUMNS = (
     "hashrate_stability",
     "power_efficiency_trend",
 )
-assert len(_VALUE_COLUMNS) == len(FEATURE_COLUMNS)
+assert len(VALUE_COLUMNS) == len(FEATURE_COLUMNS)
 
 
 def _bucket_floor(ts: datetime, interval_s: int) -> datetime:
@@ -191,8 +191,8 @@ def load_series(
     if ix.shape[0] == 0:
         return series
     # (T_all, F) float32 with NaN for NULL; masked arrays come back for nullable columns.
-    values = np.empty((ix.shape[0], len(_VALUE_COLUMNS)), dtype=np.float32)
-    for j, name in enumerate(_VALUE_COLUMNS):
+    values = np.empty((ix.shape[0], len(VALUE_COLUMNS)), dtype=np.float32)
+    for j, name in enumerate(VALUE_COLUMNS):
         column = result[name]
         values[:, j] = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
     observed = np.ma.filled(np.ma.asarray(result["observed"]), False).astype(bool)

@@ -23,7 +23,7 @@ import duckdb
 import numpy as np
 
 from server.records import FEATURE_COLUMNS, RiskLevel
-from server.store.features import feature_rows_sql, trailing_rows
+from server.store.features import VALUE_COLUMNS, feature_rows_sql, trailing_rows
 from server.store.samples import to_utc_naive
 
 
@@ -132,20 +132,7 @@ RAW_COLUMNS: tuple[str, ...] = (
 """Raw readings as stored (share counters cumulative, glitched values as reported)."""
 
 # Feature columns of features.py's query, in FEATURE_COLUMNS order.
-_FEATURE_SQL = (
-    "hashrate_ths",
-    "temperature_c",
-    "fan_speed_rpm",
-    "power_w",
-    "d_acc",
-    "d_rej",
-    "rejection_rate",
-    "efficiency",
-    "temperature_trend",
-    "hashrate_stability",
-    "power_efficiency_trend",
-)
-assert len(_FEATURE_SQL) == len(FEATURE_COLUMNS)
+_FEATURE_SQL = VALUE_COLUMNS
 
 # What an hourly roll-up row gives for each raw reading: (min, mean, max) expressions, NULL when the
 # roll-up does not keep that statistic (cumulative counters are not kept at all).
