@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
 import numpy as np
 
 from server.records import (
@@ -108,7 +107,7 @@ def list_failures(cur: SqlCursor, miner_id: str | None, limit: int) -> list[Fail
 
 
 def miner_conditions(
-    cur: duckdb.DuckDBPyConnection, last_seen: dict[str, datetime] | None = None
+    cur: SqlCursor, last_seen: dict[str, datetime] | None = None
 ) -> dict[str, MinerCondition]:
     """Every miner's newest sample, oldest open recorded failure, open derived outage and newest
     repair up to its newest sample, in one query. `last_seen` (miner_id -> newest sample time, e.g.
@@ -127,7 +126,8 @@ def miner_conditions(
         f"""
         WITH seen AS ({seen}),
         failed AS (
-            SELECT miner_id, min(occurred_at) AS at, arg_min(mode, occurred_at) AS mode FROM failure_events
+            SELECT miner_id, min(occurred_at) AS at, (array_agg(mode ORDER BY occurred_at))[1] AS mode
+            FROM failure_events
             WHERE repaired_at IS NULL AND source <> $derived GROUP BY miner_id
         ),
         outage AS (

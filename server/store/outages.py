@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import numpy as np
 
 from server.records import EventSource, FailureMode
@@ -80,7 +79,7 @@ def _stretches_sql(interval_s: int) -> str:
     stretches AS (
         SELECT miner_id, g,
             min(ts) FILTER (WHERE up = 1) AS last_up,
-            arg_min(kind, ts) FILTER (WHERE up = 1) AS opened_by,
+            (array_agg(kind ORDER BY ts) FILTER (WHERE up = 1))[1] AS opened_by,
             min(ts) FILTER (WHERE up = 0) AS first_down
         FROM grouped GROUP BY miner_id, g
     ),
@@ -89,7 +88,7 @@ def _stretches_sql(interval_s: int) -> str:
     ),
     candidates AS (
         SELECT miner_id, last_up, first_down,
-            coalesce(first_down, last_up + INTERVAL {int(interval_s)} SECOND) AS occurred_at,
+            coalesce(first_down, last_up + INTERVAL '{int(interval_s)} seconds') AS occurred_at,
             next_up AS repaired_at
         FROM bounded
         WHERE coalesce(opened_by, '') <> 'planned_start' AND (first_down IS NOT NULL OR last_up IS NOT NULL)
@@ -151,7 +150,7 @@ def drop_superseded(cur: SqlCursor, miner_ids: Sequence[str]) -> int:
 
 
 def sync_derived_outages(
-    cur: duckdb.DuckDBPyConnection,
+    cur: SqlCursor,
     miner_ids: Sequence[str],
     since: datetime,
     min_duration: timedelta,

@@ -22,6 +22,13 @@ class SqlCursor(Protocol):
 
     def fetchone(self) -> Any: ...
 
+    def register(self, view_name: str, python_object: Any) -> Any:
+        """Make a dict of equal-length numpy columns queryable as a table named view_name, until
+        unregister or the end of the transaction."""
+        ...
+
+    def unregister(self, view_name: str) -> Any: ...
+
 
 def fetch_one(cur: SqlCursor, query: str, params: Any = None) -> tuple[Any, ...] | None:
     """The first row of a query, or None. Fetches the whole result: DuckDB refuses new work on a cursor
