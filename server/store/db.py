@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import duckdb
 import numpy as np
 
-from server.errors import FailedPrecondition, InvalidArgument, MinerNotFound, Unavailable
+from server.errors import InvalidArgument, MinerNotFound
 from server.records import (
     BoardReading,
     FailureEvent,
@@ -38,32 +38,17 @@ from server.records import (
     WriteResult,
 )
 from server.store import events, features, history, jobs, miners, outages, samples
+from server.store.errors import StoreClosed, StoreLocked, StoreSchemaTooNew
 from server.store.migrations import SchemaTooNew, apply_migrations, current_version
 from server.store.sql import fetch_one
 
 _Record = TypeVar("_Record", FailureEvent, PlannedState)
 
+__all__ = ["DuckDBStore", "Store", "StoreClosed", "StoreLocked", "StoreSchemaTooNew"]
+
 
 _CLOSE_WAIT_S = 30.0
 """Longest close() waits for in-flight reads to finish."""
-
-
-class StoreLocked(Unavailable):
-    """Another process holds the database file open."""
-
-    reason = "STORE_LOCKED"
-
-
-class StoreClosed(FailedPrecondition):
-    """The store was closed (the server is shutting down)."""
-
-    reason = "STORE_CLOSED"
-
-
-class StoreSchemaTooNew(FailedPrecondition):
-    """The database file was written by a newer server."""
-
-    reason = "STORE_SCHEMA_TOO_NEW"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -74,8 +59,8 @@ def _utc(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts is not None else None
 
 
-class Store:
-    """Embedded DuckDB store; create it with Store.open(path)."""
+class DuckDBStore:
+    """Embedded DuckDB store (implements FleetStore); create it with DuckDBStore.open(path)."""
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, path: Path, sample_interval_s: int) -> None:
         self._conn: duckdb.DuckDBPyConnection | None = conn
@@ -90,7 +75,7 @@ class Store:
     # ---- lifecycle -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, sample_interval_s: int = 300) -> Store:
+    def open(cls, path: Path, *, sample_interval_s: int = 300) -> DuckDBStore:
         """Open (creating it and its parent folder if needed) and migrate the database at path."""
         if sample_interval_s < 1:
             raise ValueError(f"sample_interval_s must be >= 1, got {sample_interval_s}")
@@ -141,7 +126,16 @@ class Store:
     def sample_interval_s(self) -> int:
         return self._sample_interval_s
 
-    def __enter__(self) -> Store:
+    @property
+    def description(self) -> str:
+        return str(self._path)
+
+    def size_bytes(self) -> int:
+        """The database file plus its write-ahead log."""
+        files = (self._path, self._path.with_name(self._path.name + ".wal"))
+        return sum(p.stat().st_size for p in files if p.exists())
+
+    def __enter__(self) -> DuckDBStore:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -585,6 +579,10 @@ class Store:
     def find_job_by_request_id(self, request_id: str) -> dict[str, Any] | None:
         with self._reader() as cur:
             return jobs.find_job_by_request_id(cur, request_id)
+
+
+Store = DuckDBStore
+"""The embedded default store, by its old name (tools and tests open files with Store.open)."""
 
 
 def _with_miner(record: _Record, miner_id: str) -> _Record:

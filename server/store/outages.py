@@ -36,7 +36,7 @@ import numpy as np
 
 from server.records import EventSource, FailureMode
 from server.store.samples import to_utc_naive
-from server.store.sql import fetch_one
+from server.store.sql import SqlCursor, fetch_one
 
 NOTE = "derived: no hashrate (zero or no samples) for longer than {minutes:g} min"
 
@@ -122,7 +122,7 @@ def superseded_sql(miner: str, start: str, end: str) -> str:
         ))"""
 
 
-def drop_superseded(cur: duckdb.DuckDBPyConnection, miner_ids: Sequence[str]) -> int:
+def drop_superseded(cur: SqlCursor, miner_ids: Sequence[str]) -> int:
     """Delete the given miners' derived outages that a recorded failure or planned state supersedes
     (see superseded_sql), inside the caller's transaction; returns how many."""
     if not miner_ids:
@@ -234,7 +234,7 @@ def sync_derived_outages(
     return OutageSync(added, updated, len(stale))
 
 
-def derive_repairs(cur: duckdb.DuckDBPyConnection, miner_ids: Sequence[str], silent: timedelta) -> int:
+def derive_repairs(cur: SqlCursor, miner_ids: Sequence[str], silent: timedelta) -> int:
     """Give the given miners' unrepaired recorded failures (any source but DERIVED) the repair that
     their telemetry shows, marked repair_source DERIVED, inside the caller's transaction; returns
     how many. The repair is the first sample with hashrate > 0 after the failure that follows the
@@ -272,7 +272,7 @@ def derive_repairs(cur: duckdb.DuckDBPyConnection, miner_ids: Sequence[str], sil
     return len(found)
 
 
-def newest_sample(cur: duckdb.DuckDBPyConnection) -> datetime | None:
+def newest_sample(cur: SqlCursor) -> datetime | None:
     """The newest sample time of the whole fleet (UTC), or None for an empty store."""
     row = fetch_one(cur, "SELECT max(ts) FROM samples")
     return row[0].replace(tzinfo=UTC) if row and row[0] is not None else None
