@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 CONSOLE := web/dist/index.html
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup hooks run test protos lint check-protos clean bench console monitoring monitoring-tools
+.PHONY: setup hooks run test protos lint check-protos clean bench console monitoring monitoring-tools \
+	postgres-tools
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +31,7 @@ $(CHROMIUM):
 	command -v apt-get >/dev/null || { echo "install chromium for the browser tests" >&2; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-setup: $(STAMP) $(CONSOLE) $(CHROMIUM) monitoring-tools hooks
+setup: $(STAMP) $(CONSOLE) $(CHROMIUM) monitoring-tools postgres-tools hooks
 
 # The commit-msg hook (subjects of at most 72 characters); tests/test_commits.py checks the history too.
 hooks:
@@ -39,6 +40,11 @@ hooks:
 # Prometheus and Alertmanager (apt, only when missing): the alert tests and `make monitoring` run them.
 monitoring-tools:
 	bash deploy/setup.sh
+
+# PostgreSQL (apt, only when missing) and its unprivileged user: the PostgreSQL tests and
+# `make run-postgres` start their own server with initdb + pg_ctl (server/ops/pg_local.py).
+postgres-tools:
+	bash deploy/setup-postgres.sh
 
 run: setup
 	$(VENV)/bin/mining-health-server --with-envoy $(ARGS)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from server.ops.pg_local import LocalPostgres, local_postgres
 from tests.harness import Stack, start_stack
 
 # Servers started by tests (in process and as subprocesses) serve /metrics on a free port, never the
@@ -36,6 +37,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = start_stack(Path(tmp_path_factory.mktemp("stack")))
     yield running
     running.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL server for the session (initdb + pg_ctl in a temp dir, a free loopback port,
+    run as the unprivileged `postgres` user when the suite runs as root); stopped with -m immediate."""
+    with local_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: LocalPostgres) -> str:
+    """URL of the session's PostgreSQL database (`postgresql://postgres@127.0.0.1:PORT/mfh`)."""
+    return postgres_server.url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_server: LocalPostgres, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of an empty database of this test's own on the session's server, dropped afterwards."""
+    name = f"t{abs(hash(request.node.nodeid)) % 10**12}_{time.monotonic_ns() % 10**6}"
+    yield postgres_server.create_database(name)
+    postgres_server.drop_database(name)
 
 
 @pytest.fixture(scope="session")
