@@ -3,9 +3,10 @@
 The definitions are those of server/store/features.py (grid, features, glitch rule, look-back) and
 server/store/history.py (steps, raw and hourly sources); this module only spells them in
 PostgreSQL: grid buckets are epoch seconds (bigint), DISTINCT ON takes the latest sample of a bucket,
-`regr_slope`, `stddev_pop` and `avg` run as window aggregates over the same trailing rows. The port was
-measured against computing the features in numpy from fetched rows (bench/pg_features.py): the SQL is
-faster (see the README's "Scaling" section), and keeps one definition in SQL on both engines.
+`regr_slope`, `stddev_pop` and `avg` run as window aggregates over the same trailing rows. The
+telemetry history aggregates these grid rows in SQL; the model's series (load_series, what scoring
+and training read) come from rows_features.py instead, measured 2x faster (bench/pg_features.py).
+load_series here stays for that measurement.
 """
 
 from __future__ import annotations

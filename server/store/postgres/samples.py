@@ -93,43 +93,67 @@ def _counters(name: str, column: np.ndarray) -> list[int | None]:
     return [None if v != v else int(v) for v in values.tolist()]
 
 
-def _board_json(readings: Iterable[dict[str, Any]] | None) -> Jsonb | None:
-    if not readings:
-        return None
-    return Jsonb(
-        [
-            {k: (None if isinstance(v, float) and v != v else v) for k, v in board.items()}
-            for board in readings
-        ]
+def _number(value: float | None) -> str:
+    """A JSON number, or null for a missing (None or NaN) reading."""
+    return "null" if value is None or value != value else repr(float(value))
+
+
+def _numbers(column: np.ndarray) -> list[str]:
+    """JSON numbers of a float column (null for NaN)."""
+    return ["null" if v != v else repr(v) for v in np.asarray(column, dtype=np.float64).tolist()]
+
+
+def _board(idx: object, hashrate: str, temperature: str, chip: str) -> str:
+    return (
+        f'{{"idx":{int(idx)},"hashrate_ths":{hashrate},"temperature_c":{temperature},'  # type: ignore[call-overload]
+        f'"chip_temperature_c":{chip}}}'
     )
+
+
+def _as_json(text: str) -> str:
+    return text
 
 
 def _boards(batch: StagedBatch) -> list[Jsonb | None]:
     """Per-row board lists as the DuckDB store keeps them (boards_sql): a ragged column, or one pair of
-    columns per board, or none."""
+    columns per board, or none. The JSON text is written here (no encoder per row: 3x faster)."""
     cols = batch.columns
     n = len(batch)
     if "boards" in cols:
-        return [_board_json(b) for b in cols["boards"].tolist()]
+        return [
+            Jsonb(
+                "["
+                + ",".join(
+                    _board(
+                        b["idx"],
+                        _number(b["hashrate_ths"]),
+                        _number(b["temperature_c"]),
+                        _number(b["chip_temperature_c"]),
+                    )
+                    for b in readings
+                )
+                + "]",
+                dumps=_as_json,
+            )
+            if readings
+            else None
+            for readings in cols["boards"].tolist()
+        ]
     n_boards = sum(1 for name in cols if name.startswith("board") and name.endswith("_h"))
     if n_boards == 0:
         return [None] * n
-    hashrates = [_floats(cols[f"board{b}_h"]) for b in range(n_boards)]
-    temps = [_floats(cols[f"board{b}_t"]) for b in range(n_boards)]
-    return [
-        Jsonb(
-            [
-                {
-                    "idx": b,
-                    "hashrate_ths": hashrates[b][i],
-                    "temperature_c": temps[b][i],
-                    "chip_temperature_c": None,
-                }
-                for b in range(n_boards)
-            ]
-        )
-        for i in range(n)
+    per_board = [
+        [
+            _board(b, h, t, "null")
+            for h, t in zip(
+                map(_number, cols[f"board{b}_h"].tolist()),
+                map(_number, cols[f"board{b}_t"].tolist()),
+                strict=True,
+            )
+        ]
+        for b in range(n_boards)
     ]
+    return [Jsonb("[" + ",".join(row) + "]", dumps=_as_json) for row in zip(*per_board, strict=True)]
 
 
 def _fans(batch: StagedBatch) -> list[list[float | None] | None]:
@@ -219,10 +243,12 @@ def write_staged(
 def _may_clash(cur: PgCursor, miner_ids: list[str], ts_us: np.ndarray) -> bool:
     """Whether any miner of the batch has a stored sample inside the batch's time span for it (then
     the batch may overwrite stored keys and takes the merging path)."""
-    spans: dict[str, tuple[np.datetime64, np.datetime64]] = {}
-    for miner_id, t in zip(miner_ids, ts_us, strict=True):
-        lo_hi = spans.get(miner_id)
-        spans[miner_id] = (t, t) if lo_hi is None else (min(lo_hi[0], t), max(lo_hi[1], t))
+    names, which = np.unique(np.asarray(miner_ids, dtype=object), return_inverse=True)
+    ticks = ts_us.astype(np.int64)
+    lo = np.full(names.shape[0], np.iinfo(np.int64).max)
+    hi = np.full(names.shape[0], np.iinfo(np.int64).min)
+    np.minimum.at(lo, which, ticks)
+    np.maximum.at(hi, which, ticks)
     row = cur.raw.execute(
         """
         SELECT EXISTS (
@@ -233,9 +259,9 @@ def _may_clash(cur: PgCursor, miner_ids: list[str], ts_us: np.ndarray) -> bool:
         )
         """,
         [
-            list(spans),
-            [v[0].astype("datetime64[us]").tolist() for v in spans.values()],
-            [v[1].astype("datetime64[us]").tolist() for v in spans.values()],
+            [str(m) for m in names.tolist()],
+            lo.astype("datetime64[us]").tolist(),
+            hi.astype("datetime64[us]").tolist(),
         ],
     ).fetchone()
     return bool(row and row[0])
