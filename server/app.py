@@ -58,6 +58,7 @@ from server.transport.interceptors import (
     MetricsInterceptor,
     ProxyTrust,
 )
+from server.transport.policy import require_policies
 from server.transport.scoring import ScoringServicer
 from server.transport.telemetry import TelemetryServicer
 from server.transport.training import TrainingServicer
@@ -204,6 +205,7 @@ async def start(settings: Settings) -> App:
     """Opens the store, loads the models, starts serving; returns once the port is bound."""
     import torch
 
+    require_policies(SERVICE_NAMES)  # fail closed: no RPC is served without its role, limits and audit
     torch.set_num_threads(settings.serve_threads)
     await asyncio.to_thread(secure_data_dir, settings)
     store = await asyncio.to_thread(open_store, settings)
