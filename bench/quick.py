@@ -22,7 +22,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
-from mining.analytics.v1alpha1 import common_pb2, scoring_pb2, scoring_pb2_grpc
+from mining.analytics.v1alpha1 import (
+    common_pb2,
+    scoring_pb2,
+    scoring_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
 
 from bench.run import columns_request, ingest_rate, rows_request, seed, server, train
 
@@ -65,7 +71,12 @@ def main() -> None:
         channel = grpc.insecure_channel(
             f"127.0.0.1:{srv.info['grpc_port']}", options=[("grpc.max_send_message_length", 64 << 20)]
         )
-        train(channel, common_pb2.LSTM, 1)
+        job = train(channel, common_pb2.LSTM, 1)
+        # A 1-epoch model on a small fleet may fail the promotion gate: activate it anyway, since
+        # this measures serving, not the model.
+        training_pb2_grpc.TrainingServiceStub(channel).ActivateModel(
+            training_pb2.ActivateModelRequest(model_kind=common_pb2.LSTM, version=job.model_version)
+        )
         scores = scoring_pb2_grpc.ScoringServiceStub(channel).ScoreFleet(
             scoring_pb2.ScoreFleetRequest(top_k=1000)
         )
