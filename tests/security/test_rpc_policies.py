@@ -144,3 +144,15 @@ def test_an_rpc_without_a_policy_is_refused_to_an_admin_token(tmp_path: Path) ->
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "no policy" in (error.details() or "")
     assert result["ran"] == ["status"]
+
+
+def test_the_security_docs_role_table_matches_the_policies() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    documented: dict[str, set[str]] = {}
+    for role in Role:
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{role.value}` |"))
+        documented[role.value] = {name.strip() for name in row.split("|")[2].split(",")}
+    declared: dict[str, set[str]] = {role.value: set() for role in Role}
+    for method, rpc_policy in POLICIES.items():
+        declared[rpc_policy.role.value].add(method.rsplit("/", 1)[1])
+    assert documented == declared
