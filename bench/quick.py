@@ -5,9 +5,10 @@ PredictFailureRisk, end to end, with the server's own CPU time per call.
 
 Seeds a small fleet, starts the server (bench.serve, no Envoy) and trains a 1-epoch LSTM, then per
 round: columnar WriteMetrics (4 x 10,000 samples, known miners), row WriteMetrics (3 x 5,000) and
-sequential PredictFailureRisk calls. Wall-clock rates move with whatever else runs on the machine;
-the server process's CPU seconds (user + system, all its threads, from /proc) per sample or per call
-move much less, so both are printed: medians of --repeats rounds.
+sequential PredictFailureRisk calls, each step once the server is idle again (the rescoring after an
+ingestion is not charged to the next step). Wall-clock rates move with whatever else runs on the
+machine; the server process's CPU seconds (user + system, all its threads, from /proc) per sample or
+per call move much less, so both are printed: medians of --repeats rounds.
 """
 
 from __future__ import annotations
@@ -39,8 +40,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pid: int, busy: float = 0.05, window_s: float = 0.5, limit_s: float = 60.0) -> None:
+    """Waits until the server is idle (under `busy` of a core over `window_s`), at most `limit_s`:
+    work left from the step before (rescoring after ingestion or activation, the start-up warm-up)
+    must not be charged to the next measurement."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(window_s)
+        if cpu_seconds(pid) - before < busy * window_s:
+            return
+
+
 def measured(pid: int, run: Callable[[], int]) -> tuple[float, float]:
-    """(units per wall second, server CPU microseconds per unit) of run(), which returns its units."""
+    """(units per wall second, server CPU microseconds per unit) of run(), which returns its units;
+    the server is let settle first."""
+    settle(pid)
     cpu, wall = cpu_seconds(pid), time.perf_counter()
     units = run()
     wall, cpu = time.perf_counter() - wall, cpu_seconds(pid) - cpu
