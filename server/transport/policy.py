@@ -2,10 +2,10 @@
 
 `POLICIES` is the one table, keyed by the full method name ("/mining.analytics.v1alpha1.FleetService/
 Status"). Each service's RPCs are declared as keyword arguments of `_service`, so an RPC cannot be
-declared twice (Python refuses a repeated keyword). The server fails closed on an RPC without a
-policy: `require_policies` refuses to start a server whose services have one (server/app.py calls
-it), and the interceptors deny such a call to every caller, even with authentication off. A test
-checks the table against every service descriptor of the protos.
+declared twice (Python refuses a repeated keyword; `_table` refuses an RPC in two blocks). The server
+fails closed on an RPC without a policy: `require_policies` refuses to start a server whose services
+have one (server/app.py calls it), and the interceptors deny such a call to every caller, even with
+authentication off. A test checks the table against every service descriptor of the protos.
 """
 
 from __future__ import annotations
@@ -66,6 +66,16 @@ def _service(service: str, **rpcs: RpcPolicy) -> dict[str, RpcPolicy]:
     return {f"/{PACKAGE}.{service}/{rpc}": policy for rpc, policy in rpcs.items()}
 
 
+def _table(*services: dict[str, RpcPolicy]) -> dict[str, RpcPolicy]:
+    table: dict[str, RpcPolicy] = {}
+    for rpcs in services:
+        twice = sorted(table.keys() & rpcs.keys())
+        if twice:
+            raise ValueError(f"RPCs declared twice: {', '.join(twice)}")
+        table.update(rpcs)
+    return table
+
+
 def _ingested(response: Any) -> dict[str, Any]:
     return {
         "written": response.written,
@@ -76,8 +86,8 @@ def _ingested(response: Any) -> dict[str, Any]:
 
 READ = RpcPolicy(Role.READER)
 
-POLICIES: Mapping[str, RpcPolicy] = {
-    **_service(
+POLICIES: Mapping[str, RpcPolicy] = _table(
+    _service(
         "FleetService",
         Status=READ,
         ListMiners=READ,
@@ -97,14 +107,14 @@ POLICIES: Mapping[str, RpcPolicy] = {
             ),
         ),
     ),
-    **_service(
+    _service(
         "ScoringService",
         PredictFailureRisk=READ,
         DetectAnomalies=READ,
         ScoreFleet=RpcPolicy(Role.READER, RateClass.EXPENSIVE),
         SubscribeScores=READ,
     ),
-    **_service(
+    _service(
         "TelemetryService",
         WriteMetrics=RpcPolicy(
             Role.WRITER, audit=Audit("write_metrics", lambda q: {"batch_id": q.batch_id}, _ingested)
@@ -143,7 +153,7 @@ POLICIES: Mapping[str, RpcPolicy] = {
             ),
         ),
     ),
-    **_service(
+    _service(
         "TrainingService",
         Train=RpcPolicy(
             Role.TRAINER,
@@ -171,13 +181,13 @@ POLICIES: Mapping[str, RpcPolicy] = {
             ),
         ),
     ),
-    **_service(
+    _service(
         "HistoryService",
         GetMinerTelemetry=READ,
         GetMinerRiskHistory=READ,
         ListMinerEvents=READ,
     ),
-}
+)
 
 
 def policy_for(method: str) -> RpcPolicy | None:

@@ -156,3 +156,11 @@ def test_the_security_docs_role_table_matches_the_policies() -> None:
     for method, rpc_policy in POLICIES.items():
         declared[rpc_policy.role.value].add(method.rsplit("/", 1)[1])
     assert documented == declared
+
+
+def test_an_rpc_declared_in_two_blocks_is_refused() -> None:
+    with pytest.raises(ValueError, match="declared twice: .*FleetService/Status"):
+        policy._table(
+            policy._service("FleetService", Status=policy.READ),
+            policy._service("FleetService", Status=policy.READ),
+        )
