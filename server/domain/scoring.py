@@ -164,10 +164,15 @@ class Scoring:
         await self.batchers.close()
 
     async def _recent(self, miner: Miner, history: int) -> MinerSeries:
+        """The miner's recent rows: the cache's, unless a batch stored since makes them stale (an
+        acknowledged write is always reflected; the background refresh catches the cache up)."""
         cached = self._cache.get(miner.miner_id) if self._cache is not None else None
-        if cached is not None and len(cached[1]) >= history:
+        if cached is not None and len(cached[1]) >= history and not self._cache_stale(miner.miner_id):
             return cached[1]
         return await asyncio.to_thread(self._store.recent_series, miner.miner_id, history)
+
+    def _cache_stale(self, miner_id: str) -> bool:
+        return self._cache is not None and self._cache.is_stale(miner_id)
 
     async def predict(self, miner_id: str, *, explain: bool) -> Prediction:
         miner = await self._cached_miner(miner_id) or await self._miner(miner_id)
@@ -358,6 +363,9 @@ class Scoring:
         self._lstm()
         started = time.perf_counter()
         if self._cache is not None and len(self._cache):
+            stale = self._cache.stale()
+            if stale:  # batches acknowledged since the last refresh: one query reads them all
+                await asyncio.to_thread(self._cache.refresh, stale)
             entries = self._cache.items()
         else:
             entries = await asyncio.to_thread(self._entries_from_store)
