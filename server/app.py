@@ -240,8 +240,9 @@ async def start(settings: Settings) -> App:
         settings.rescore_interval_ms / 1000.0,
         history=history,
         chunk=settings.rescore_chunk_miners,
+        import_settle_s=settings.import_settle_ms / 1000.0,
     )
-    ingest.add_listener(rescorer.on_ingest)
+    ingest.add_listener(rescorer.on_ingest, on_import=rescorer.on_import)
     admin.add_listener(rescorer.on_models_changed)  # promotion, ActivateModel, rollback: rescore
     housekeeping = Housekeeping(store, settings)
     with auth.acting_as(auth.SYSTEM):  # background tasks copy this context: they act as the server
