@@ -491,8 +491,9 @@ def sparse_violations(
                 FieldViolation(
                     batch.where(int(first[k]), "timestamp"),
                     f"miner {given[k]!r} sends samples {_minutes(medians[k])} apart; scoring needs one every "
-                    f"{_minutes(interval_s)} (--sample-interval-s {interval_s}), at most {_minutes(max_gap_s)} "
-                    "apart, or no window holds enough readings: send the raw readings, not hourly aggregates",
+                    f"{_minutes(interval_s)} (--sample-interval-s {interval_s}), at most "
+                    f"{_minutes(max_gap_s)} apart, or no window holds enough readings: send the raw "
+                    "readings, not hourly aggregates",
                 ),
             )
         )
