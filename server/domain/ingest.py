@@ -16,10 +16,17 @@ miner that moves keeps its history and its new IP becomes an alias. Miners regis
 take the sample's hardware model and, when the catalogue knows it, its nameplate figures.
 
 Order and idempotency: the key is (miner, timestamp); re-sending it replaces the stored sample (last
-write wins) or, when identical, counts as a duplicate. Late samples are stored in their place. A
-batch whose newest sample is older than `backfill_after_minutes` is a backfill: listeners are told,
-so they do not re-score on it. After every batch, outages are derived for the miners it touched, and
-the acknowledgement says how many samples stay raw and how many retention keeps only as hourly rows.
+write wins) or, when identical, counts as a duplicate. Samples of one batch that repeat a key with
+different values are conflicts (find_conflicts): the last is stored, the acknowledgement names them.
+Late samples are stored in their place.
+
+The grid: a miner whose samples (with its newest stored ones) lie further apart than a scoring
+window tolerates is refused (sparse_violations): stored, it could never be scored.
+
+Backfill: a batch whose newest sample is older than `backfill_after_minutes` is a backfill:
+listeners are told, so they do not re-score on it. After every batch, outages are derived for the
+miners it touched, and the acknowledgement says how many samples stay raw and how many retention
+keeps only as hourly rows.
 """
 
 from __future__ import annotations
