@@ -146,6 +146,16 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             batch_id=request.batch_id,
             kept_raw=result.kept_raw,
             kept_hourly=result.kept_hourly,
+            conflicts=result.conflicts,
+            conflict_details=[
+                telemetry_pb2.SampleConflict(
+                    miner_id=c.miner_id,
+                    timestamp=to_timestamp(c.timestamp),
+                    samples=c.samples,
+                    fields=c.fields,
+                )
+                for c in result.conflict_details
+            ],
         )
 
     async def IngestMetrics(
