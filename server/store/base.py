@@ -372,6 +372,14 @@ class SqlStore(ABC, Generic[CursorT]):
         with self._reader() as cur:
             return self._count_past_horizon(cur, aliases, ts, retention)
 
+    def recent_times(
+        self, aliases: np.ndarray, until: np.ndarray, lookback: timedelta, limit: int
+    ) -> dict[str, list[datetime]]:
+        """alias -> the times of its newest `limit` stored samples in the lookback before `until`,
+        oldest first (see samples.recent_times; the SQL runs on both engines)."""
+        with self._reader() as cur:
+            return samples.recent_times(cur, aliases, until, lookback, limit)
+
     def read_hourly(self, miner_id: str) -> list[dict[str, object]]:
         """A miner's hourly roll-up rows (see samples.roll_up) as dicts, oldest hour first."""
         with self._reader() as cur:

@@ -210,6 +210,12 @@ class FleetStore(Protocol):
 
     def count_past_horizon(self, aliases: np.ndarray, ts: np.ndarray, retention: timedelta) -> int: ...
 
+    def recent_times(
+        self, aliases: np.ndarray, until: np.ndarray, lookback: timedelta, limit: int
+    ) -> dict[str, list[datetime]]:
+        """alias -> its miner's newest `limit` sample times in [until - lookback, until), oldest first."""
+        ...
+
     def read_hourly(self, miner_id: str) -> list[dict[str, object]]: ...
 
     # ---- risk history --------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import duckdb
 import numpy as np
 
 from server.records import BoardReading, Sample
-from server.store.sql import fetch_one
+from server.store.sql import SqlCursor, fetch_one
 
 QUALITY_PARTIAL = 1
 """At least one of the six metrics is missing."""
@@ -438,6 +438,32 @@ def count_past_horizon(
     )
     cur.unregister("reported")
     return int(row[0]) if row else 0
+
+
+def recent_times(
+    cur: SqlCursor, aliases: np.ndarray, until: np.ndarray, lookback: timedelta, limit: int
+) -> dict[str, list[datetime]]:
+    """alias -> the times of its miner's newest `limit` stored samples in [until - lookback, until),
+    oldest first, for miners named by any alias (M,) with a naive-UTC datetime64 `until` each (M,);
+    miners with none are left out. Ingestion reads a miner's recent sample spacing from it."""
+    cur.register(
+        "asked", {"alias": np.asarray(aliases, dtype=object), "until": until.astype("datetime64[us]")}
+    )
+    rows = cur.execute(
+        """
+        SELECT alias, ts FROM (
+            SELECT q.alias, s.ts, row_number() OVER (PARTITION BY q.alias ORDER BY s.ts DESC) AS newest
+            FROM asked q JOIN miner_aliases a ON a.alias = q.alias
+            JOIN samples s ON s.miner_id = a.miner_id AND s.ts < q.until AND s.ts >= q.until - $1
+        ) recent WHERE newest <= $2 ORDER BY alias, ts
+        """,
+        [lookback, limit],
+    ).fetchall()
+    cur.unregister("asked")
+    times: dict[str, list[datetime]] = {}
+    for alias, ts in rows:
+        times.setdefault(str(alias), []).append(ts.replace(tzinfo=UTC))
+    return times
 
 
 def read_hourly(cur: duckdb.DuckDBPyConnection, miner_id: str) -> list[dict[str, object]]:
