@@ -13,7 +13,10 @@ so that load from other jobs on the machine hits both alike. Then, per engine:
 2. columnar ingestion rate: samples per second of each batch (median, and the whole load);
 3. read times for one miner (medians of --repeats, engines interleaved): the telemetry history
    (`read_telemetry`, 1 day at 5 min and 7 days at 1 h steps), the model window (`recent_series`,
-   24 samples) and the raw samples of its last day (`read_samples`).
+   24 samples) and the raw samples of its last day (`read_samples`);
+4. the rest of what a fleet stores per miner-day: a dense risk history (a point every 5 minutes) and
+   the hourly roll-up that retention leaves of older days (`roll_up_samples` with 1 day kept raw,
+   timed), each table's bytes alone (DuckDB: the table copied into a file of its own).
 Sized small by default (40 miners x 10 days = 115,200 samples): the machine is shared.
 """
 
@@ -34,8 +37,10 @@ import numpy as np
 import psycopg
 
 from server.ops.pg_local import local_postgres
+from server.records import RiskLevel
 from server.sim import simulate_fleet
 from server.store import FleetStore, open_store
+from server.store.history import RiskPoint
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 INTERVAL_S = 300
@@ -85,6 +90,53 @@ def _pg_bytes(url: str) -> dict[str, int]:
         ).fetchone()
     assert row is not None
     return {"database": int(row[0]), "heap": int(row[1]), "indexes": int(row[2]), "toast": int(row[3])}
+
+
+def _pg_table_bytes(url: str, table: str) -> tuple[int, int]:
+    """(rows, bytes with indexes and TOAST) of one table, after VACUUM ANALYZE."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"VACUUM ANALYZE {table}")
+        row = conn.execute(f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _duckdb_table_bytes(path: Path, table: str) -> tuple[int, int]:
+    """(rows, bytes) of one table: copied alone into a new DuckDB file, whose growth over an empty
+    file is the table's compressed size."""
+    import duckdb
+
+    alone = path.with_name(f"{table}.duckdb")
+    with duckdb.connect() as conn:
+        conn.execute(f"ATTACH '{path}' AS main_store (READ_ONLY)")
+        conn.execute(f"ATTACH '{alone}' AS alone")
+        conn.execute("CREATE TABLE alone.probe (x INTEGER)")
+        conn.execute("CHECKPOINT alone")
+        empty = alone.stat().st_size
+        conn.execute(f"CREATE TABLE alone.{table} AS SELECT * FROM main_store.{table}")
+        conn.execute("CHECKPOINT alone")
+        rows = conn.execute(f"SELECT count(*) FROM alone.{table}").fetchall()[0][0]
+        conn.execute("DETACH alone")
+    return int(rows), alone.stat().st_size - empty
+
+
+def _risk_points(fleet: Any, rows: np.ndarray) -> list[RiskPoint]:
+    s = fleet.samples
+    scored = datetime(2026, 11, 1, tzinfo=UTC)
+    return [
+        RiskPoint(
+            str(m),
+            t.astype(datetime).replace(tzinfo=UTC),
+            "lstm-20261101-000000",
+            0.001 * (i % 997),
+            RiskLevel.LOW,
+            i % 50 == 0,
+            0.01 * (i % 89),
+            "autoencoder-20261101-000000",
+            scored,
+        )
+        for i, (m, t) in enumerate(zip(s.miner_id[rows], s.ts[rows], strict=True))
+    ]
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -154,9 +206,27 @@ def run(miners: int, days: int, repeats: int, seed: int) -> str:
                         read(store)
                         times[name].append(time.perf_counter() - started)
                 read_ms[label] = {name: _median_ms(t) for name, t in times.items()}
+
+            for rows in batches:  # a dense risk history: one point per sample, as if every window scored
+                points = _risk_points(fleet, rows)
+                for store in stores.values():
+                    store.write_risk_points(points)
+            rolled_s: dict[str, float] = {}
+            for name, store in stores.items():
+                started = time.perf_counter()
+                store.roll_up_samples(timedelta(days=1))
+                rolled_s[name] = time.perf_counter() - started
         finally:
             for store in stores.values():
                 store.close()
+        # Each table's bytes alone; DuckDB's file is read once its store has closed it.
+        tables = {
+            table: {
+                "DuckDB": _duckdb_table_bytes(duck_path, table),
+                "PostgreSQL": _pg_table_bytes(pg.url, table),
+            }
+            for table in ("risk_history", "samples_hourly")
+        }
 
     miner_days = miners * days
     per_batch = n_samples // len(batches)
@@ -190,6 +260,15 @@ def run(miners: int, days: int, repeats: int, seed: int) -> str:
     ]
     for label, by_engine in read_ms.items():
         lines.append(f"| {label}, median ms | {by_engine['DuckDB']:.2f} | {by_engine['PostgreSQL']:.2f} |")
+    for table, label, days_covered in (
+        ("risk_history", "risk history, a point every 5 min", days),
+        ("samples_hourly", f"hourly roll-up of {days - 1} days", days - 1),
+    ):
+        by_engine = tables[table]
+        cells = [f"{b / (miners * days_covered):,.0f} ({r:,} rows)" for r, b in by_engine.values()]
+        lines.append(f"| {label}: bytes per miner-day | {cells[0]} | {cells[1]} |")
+    rolled = f"{rolled_s['DuckDB']:.2f} | {rolled_s['PostgreSQL']:.2f}"
+    lines.append(f"| retention roll-up of {days - 1} days (s) | {rolled} |")
     lines += ["", f"Read times are medians of {repeats} runs per engine, interleaved, after one warm-up run."]
     return "\n".join(lines) + "\n"
 
