@@ -25,11 +25,12 @@ the acknowledgement says how many samples stay raw and how many retention keeps 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -72,6 +73,8 @@ TS_MISSING = np.iinfo(np.int64).min
 
 # Called after a batch is stored with the miners it touched and whether it was a backfill.
 Listener = Callable[[set[str], bool], None]
+# Told True when an import stream (IngestMetrics) starts and False when it ends.
+ImportListener = Callable[[bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +126,24 @@ class Ingest:
         self._settings = settings
         self._access = access or MinerAccess(store)
         self._listeners: list[Listener] = []
+        self._import_listeners: list[ImportListener] = []
 
-    def add_listener(self, listener: Listener) -> None:
+    def add_listener(self, listener: Listener, on_import: ImportListener | None = None) -> None:
         self._listeners.append(listener)
+        if on_import is not None:
+            self._import_listeners.append(on_import)
+
+    @contextlib.contextmanager
+    def import_stream(self) -> Iterator[None]:
+        """The batches written inside are one import (an IngestMetrics stream): import listeners hear
+        its start and its end, so that its re-scoring happens once, when it is over."""
+        for listener in self._import_listeners:
+            listener(True)
+        try:
+            yield
+        finally:
+            for listener in self._import_listeners:
+                listener(False)
 
     async def write(self, batch: ColumnInput) -> WriteResult:
         """Validate and store one batch atomically, derive outages, tell the listeners.
