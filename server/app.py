@@ -58,6 +58,7 @@ from server.transport.interceptors import (
     MetricsInterceptor,
     ProxyTrust,
 )
+from server.transport.policy import require_policies
 from server.transport.scoring import ScoringServicer
 from server.transport.telemetry import TelemetryServicer
 from server.transport.training import TrainingServicer
@@ -204,6 +205,7 @@ async def start(settings: Settings) -> App:
     """Opens the store, loads the models, starts serving; returns once the port is bound."""
     import torch
 
+    require_policies(SERVICE_NAMES)  # fail closed: no RPC is served without its role, limits and audit
     torch.set_num_threads(settings.serve_threads)
     await asyncio.to_thread(secure_data_dir, settings)
     store = await asyncio.to_thread(open_store, settings)
@@ -238,8 +240,9 @@ async def start(settings: Settings) -> App:
         settings.rescore_interval_ms / 1000.0,
         history=history,
         chunk=settings.rescore_chunk_miners,
+        import_settle_s=settings.import_settle_ms / 1000.0,
     )
-    ingest.add_listener(rescorer.on_ingest)
+    ingest.add_listener(rescorer.on_ingest, on_import=rescorer.on_import)
     admin.add_listener(rescorer.on_models_changed)  # promotion, ActivateModel, rollback: rescore
     housekeeping = Housekeeping(store, settings)
     with auth.acting_as(auth.SYSTEM):  # background tasks copy this context: they act as the server

@@ -32,11 +32,12 @@ keeps only as hourly rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -87,6 +88,8 @@ SPACING_LOOKBACK = timedelta(hours=6)
 
 # Called after a batch is stored with the miners it touched and whether it was a backfill.
 Listener = Callable[[set[str], bool], None]
+# Told True when an import stream (IngestMetrics) starts and False when it ends.
+ImportListener = Callable[[bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +141,25 @@ class Ingest:
         self._settings = settings
         self._access = access or MinerAccess(store)
         self._listeners: list[Listener] = []
+        self._import_listeners: list[ImportListener] = []
         self._recent: dict[str, list[int]] = {}  # miner_id as sent -> newest sample times (us), ascending
 
-    def add_listener(self, listener: Listener) -> None:
+    def add_listener(self, listener: Listener, on_import: ImportListener | None = None) -> None:
         self._listeners.append(listener)
+        if on_import is not None:
+            self._import_listeners.append(on_import)
+
+    @contextlib.contextmanager
+    def import_stream(self) -> Iterator[None]:
+        """The batches written inside are one import (an IngestMetrics stream): import listeners hear
+        its start and its end, so that its re-scoring happens once, when it is over."""
+        for listener in self._import_listeners:
+            listener(True)
+        try:
+            yield
+        finally:
+            for listener in self._import_listeners:
+                listener(False)
 
     async def write(self, batch: ColumnInput) -> WriteResult:
         """Validate and store one batch atomically, derive outages, tell the listeners.

@@ -880,7 +880,8 @@ export const TelemetryService: GenService<{
     output: typeof WriteMetricsResponseSchema;
   },
   /**
-   * A stream of batches; each batch is acknowledged once it is stored.
+   * A stream of batches; each batch is acknowledged once it is stored. The stream is one import: the
+   * miners whose latest window it moved are re-scored and published once, after it ends.
    *
    * @generated from rpc mining.analytics.v1alpha1.TelemetryService.IngestMetrics
    */
