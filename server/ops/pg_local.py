@@ -234,15 +234,58 @@ def local_postgres(
         run_as.own(root)
         if not (root / "data" / "PG_VERSION").exists():
             _initdb(run_as, bin_dir, root)
+        mode = "immediate" if temporary else "fast"
         _start(pg, fsync=not temporary if fsync is None else fsync)
+        watchdog = _Watchdog(pg, mode, remove=temporary)
         try:
             pg.create_database(database)
             yield pg
         finally:
-            pg.stop("immediate" if temporary else "fast")
+            pg.stop(mode)
+            watchdog.release()
     finally:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
+
+
+_WATCHDOG_SCRIPT = """
+read -r line
+[ "$line" = done ] && exit 0
+"$1" -D "$2/data" stop -w -m "$3" >/dev/null 2>&1
+[ "$4" = remove ] && rm -rf "$2"
+exit 0
+"""
+
+
+class _Watchdog:
+    """Stops the cluster when this process dies without doing it (kill -9, a test run's hard timeout):
+    a shell, as the cluster's user and in a session of its own, waits on a pipe whose only write end
+    this process holds. Death closes the pipe (EOF: stop the cluster, remove a temporary one);
+    release() writes "done" first (nothing to do)."""
+
+    def __init__(self, pg: LocalPostgres, mode: str, *, remove: bool) -> None:
+        read_end, self._write_end = os.pipe()
+        os.set_inheritable(self._write_end, False)
+        argv = [str(pg.bin_dir / "pg_ctl"), str(pg.root), mode, "remove" if remove else "keep"]
+        try:
+            self._shell = subprocess.Popen(
+                ["sh", "-c", _WATCHDOG_SCRIPT, "pg-watchdog", *argv],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                start_new_session=True,
+                **pg.run_as.kwargs(),
+            )
+        finally:
+            os.close(read_end)
+
+    def release(self) -> None:
+        try:
+            os.write(self._write_end, b"done\n")
+        finally:
+            os.close(self._write_end)
+        self._shell.wait(_PG_CTL_TIMEOUT_S)
 
 
 def _wait_child(child: subprocess.Popen[bytes]) -> int:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -108,3 +109,30 @@ def test_setup_script_is_idempotent_and_leaves_what_the_fixture_needs() -> None:
     assert (pg_bin_dir() / "initdb").exists() and (pg_bin_dir() / "pg_ctl").exists()
     if os.geteuid() == 0:
         assert pwd.getpwnam(SERVER_USER).pw_uid != 0
+
+
+def test_a_killed_owner_leaves_no_server_behind() -> None:
+    # kill -9 skips every finally: the watchdog stops the cluster and removes its folder.
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from server.ops.pg_local import local_postgres\n"
+            "with local_postgres() as pg:\n"
+            "    print(pg.url, pg.root, flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout is not None
+    url, root = owner.stdout.readline().split()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    owner.kill()
+    owner.wait(30)
+    deadline = time.monotonic() + 60
+    while Path(root).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(root).exists(), "the temporary cluster's folder is removed"
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=5)
