@@ -140,3 +140,21 @@ def test_stopping_the_server_stops_its_postgres(running: RunPostgres) -> None:
     assert running.stop() == 0, "".join(running.lines[-20:])
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=5)
+
+
+def test_the_store_flag_serves_the_demo_from_a_given_database(
+    fresh_postgres_url: str, tmp_path: Path
+) -> None:
+    # `make run ARGS='--store postgresql://...'`: the flag, not the environment, names the database.
+    from tests.ops.server_process import ServerProcess
+
+    server = ServerProcess(tmp_path / "var", "--store", fresh_postgres_url)
+    try:
+        with psycopg.connect(fresh_postgres_url) as conn:
+            miners = conn.execute("SELECT count(DISTINCT miner_id) FROM samples").fetchone()
+        assert miners == (SMALL_FLEET["demo_miners"],)
+        assert not (tmp_path / "var" / "fleet.duckdb").exists()
+        assert any("postgresql://" in line for line in server.lines), "the log names the store it uses"
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
