@@ -35,10 +35,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from server.errors import FailedPrecondition, InvalidArgument
+from server.errors import DomainError, FailedPrecondition, InvalidArgument, Unavailable
 from server.store import open_store
 from server.store.open import is_postgres_url
 from server.store.postgres import samples as pg_samples
+from server.store.postgres.store import redact
 
 SKIPPED_TABLES = frozenset({"schema_version"})
 """Bookkeeping of each engine's own migrations: the target's migrations write its own."""
@@ -166,7 +167,11 @@ class PostgresTables:
     their parent (rows are routed to their partitions); the partitions themselves are not listed."""
 
     def __init__(self, url: str, *, read_only: bool) -> None:
-        self._conn = psycopg.connect(url, autocommit=False)
+        try:
+            self._conn = psycopg.connect(url, autocommit=False)
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise Unavailable(f"cannot reach the PostgreSQL store {redact(url)}: {first}") from exc
         self._conn.execute("SET TIME ZONE 'UTC'")
         if read_only:
             self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -380,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = copy_store(
             args.source, args.target, sample_interval_s=args.sample_interval_s, progress=progress
         )
-    except (InvalidArgument, FailedPrecondition) as exc:
+    except DomainError as exc:  # a missing source, an unreachable server, a target that holds data
         print(f"error: {exc}", file=sys.stderr)
         return 2
     total = sum(report.rows.values())

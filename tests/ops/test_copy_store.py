@@ -189,3 +189,26 @@ def test_copy_command_names_a_missing_source(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "no DuckDB store at" in done.stderr
+
+
+def test_copy_command_names_an_unreachable_server_without_its_password(tmp_path: Path) -> None:
+    target = tmp_path / "to.duckdb"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.ops.copy_store",
+            "--from",
+            "postgresql://mfh:hunter2@127.0.0.1:1/fleet",  # port 1: nothing listens on it here
+            "--to",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot reach the PostgreSQL store postgresql://mfh@127.0.0.1:1/fleet" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    assert not target.exists(), "nothing is created when the source cannot be read"
