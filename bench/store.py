@@ -144,10 +144,15 @@ def _median_ms(samples: list[float]) -> float:
 
 
 def run(miners: int, days: int, repeats: int, seed: int) -> str:
+    """The report; the DuckDB file lives in a temp folder removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="mfh-bench-store-") as work:
+        return _measure(Path(work), miners, days, repeats, seed)
+
+
+def _measure(work: Path, miners: int, days: int, repeats: int, seed: int) -> str:
     fleet = simulate_fleet(miners, days, seed, end=END)
     batches = _day_batches(fleet, days)
     n_samples = len(fleet.samples)
-    work = Path(tempfile.mkdtemp(prefix="mfh-bench-store-"))
     duck_path = work / "fleet.duckdb"
     lines: list[str] = []
     with local_postgres(fsync=True) as pg:
