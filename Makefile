@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 CONSOLE := web/dist/index.html
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup hooks run test protos lint check-protos clean bench console monitoring monitoring-tools \
+.PHONY: setup hooks run run-postgres test protos lint check-protos clean bench console monitoring monitoring-tools \
 	postgres-tools
 
 $(STAMP): pyproject.toml package.json package-lock.json
@@ -49,6 +49,11 @@ postgres-tools:
 run: setup
 	$(VENV)/bin/mining-health-server --with-envoy $(ARGS)
 
+# The same demo on PostgreSQL: a local cluster kept in pgdata/ (initdb on first use, run as the
+# unprivileged `postgres` user when root), the server on it through MFH_STORE; the cluster stops on exit.
+run-postgres: setup
+	$(PY) -m server.ops.pg_local --data-dir pgdata -- $(VENV)/bin/mining-health-server --with-envoy $(ARGS)
+
 test: setup
 	$(PY) -m pytest $(ARGS)
 
@@ -65,7 +70,7 @@ lint: setup
 	npm run --silent typecheck
 
 clean:
-	rm -rf $(VENV) node_modules var web/dist
+	rm -rf $(VENV) node_modules var pgdata web/dist
 
 # Performance benchmark (numbers, not tests): installs h2load (apt) if missing, then writes
 # bench/results/perf.md. ARGS passes options, e.g. ARGS="--fleet-sizes 1000,10000 --repeats 1".

@@ -142,6 +142,7 @@ class Ingest:
         self._access = access or MinerAccess(store)
         self._listeners: list[Listener] = []
         self._import_listeners: list[ImportListener] = []
+        self._recent: dict[str, list[int]] = {}  # miner_id as sent -> newest sample times (us), ascending
 
     def add_listener(self, listener: Listener, on_import: ImportListener | None = None) -> None:
         self._listeners.append(listener)
@@ -166,9 +167,10 @@ class Ingest:
         Bad values are named by their request path; nothing of a bad batch is written.
         """
         valid = validate(batch, now=datetime.now(UTC), max_samples=self._settings.max_batch_samples)
-        await asyncio.to_thread(self._refuse_sparse, batch)
+        newest_times = await asyncio.to_thread(self._refuse_sparse, batch)
         conflicts, details = find_conflicts(batch)
         result = await asyncio.to_thread(self._store_valid, valid)
+        self._remember(newest_times)
         # The store counts every sample it did not write as a duplicate; conflicts are not.
         result.duplicates -= conflicts
         result.conflicts, result.conflict_details = conflicts, details
@@ -197,18 +199,48 @@ class Ingest:
         result.kept_hourly = hourly
         result.kept_raw = len(miner_ids) - hourly
 
-    def _refuse_sparse(self, batch: ColumnInput) -> None:
+    def _refuse_sparse(self, batch: ColumnInput) -> dict[str, list[int]]:
         """INVALID_ARGUMENT naming each miner whose samples, with its newest stored ones before the
-        batch, are spaced coarser than scoring can use (see sparse_violations; runs in a worker thread)."""
-        given, first, row_miner = np.unique(batch.miner_id, return_index=True, return_inverse=True)
+        batch, are spaced coarser than scoring can use (see sparse_violations); else each miner's newest
+        SPACING_GAPS + 1 sample times (us) once the batch is stored, for `_remember` (worker thread).
+
+        The stored times come from `_recent` (what this server wrote), so a live batch costs no query;
+        the store is asked only for miners it has not seen since it started, or for a late batch."""
+        given, row_miner = np.unique(batch.miner_id, return_inverse=True)
         oldest = np.full(given.shape[0], np.iinfo(np.int64).max, dtype=np.int64)  # (M,) us
         np.minimum.at(oldest, row_miner, batch.ts_us)
-        stored = self._store.recent_times(
-            given, oldest.astype("datetime64[us]"), SPACING_LOOKBACK, limit=SPACING_GAPS + 1
-        )
+        lookback_us = SPACING_LOOKBACK // timedelta(microseconds=1)
+        stored: dict[str, list[int]] = {}
+        ask: list[int] = []  # miners to read from the store
+        for k, miner_id in enumerate(given.tolist()):
+            known = self._recent.get(miner_id)
+            if known and known[-1] < oldest[k]:
+                stored[miner_id] = [t for t in known if t >= oldest[k] - lookback_us]
+            else:
+                ask.append(k)
+        if ask:
+            read = self._store.recent_times(
+                given[ask], oldest[ask].astype("datetime64[us]"), SPACING_LOOKBACK, limit=SPACING_GAPS + 1
+            )
+            for miner_id, times in read.items():
+                stored[miner_id] = [(t - _EPOCH) // timedelta(microseconds=1) for t in times]
         found = sparse_violations(batch, stored, self._settings.sample_interval_s)
         if found:
             raise InvalidArgument.for_fields(found, reason="SAMPLES_TOO_SPARSE")
+        order = np.lexsort((batch.ts_us, row_miner))
+        bounds = np.searchsorted(row_miner[order], np.arange(given.shape[0] + 1))
+        return {
+            miner_id: [*stored.get(miner_id, ()), *batch.ts_us[order[bounds[k] : bounds[k + 1]]].tolist()]
+            for k, miner_id in enumerate(given.tolist())
+        }
+
+    def _remember(self, newest_times: dict[str, list[int]]) -> None:
+        """Merge a stored batch's sample times into `_recent` (keeping each miner's newest few); merged
+        into the entry as it is now, so concurrent batches never drop each other's times."""
+        keep = SPACING_GAPS + 1
+        for miner_id, times in newest_times.items():
+            merged = sorted({*self._recent.get(miner_id, ()), *times})
+            self._recent[miner_id] = merged[-keep:]
 
     def _store_valid(self, valid: ValidColumns) -> WriteResult:
         """Resolve the batch's miners (an identity's serial or MAC before the id), refuse unknown ones
@@ -493,18 +525,16 @@ def find_conflicts(batch: ColumnInput) -> tuple[int, list[SampleConflict]]:
 
 
 def sparse_violations(
-    batch: ColumnInput, stored: dict[str, list[datetime]], interval_s: int
+    batch: ColumnInput, stored: dict[str, list[int]], interval_s: int
 ) -> list[FieldViolation]:
     """A violation at the first sample of each miner whose samples (the batch's and its newest stored
-    ones before them, `stored`) lie further apart, by their median gap over at least SPACING_GAPS
-    gaps, than a scoring window tolerates: with more than `max_missing_fraction` of its rows empty no
-    window is ever scored. Fewer gaps say nothing (one long gap may be an outage)."""
+    ones before them, `stored`, in microseconds) lie further apart, by their median gap over at least
+    SPACING_GAPS gaps, than a scoring window tolerates: with more than `max_missing_fraction` of its
+    rows empty no window is ever scored. Fewer gaps say nothing (one long gap may be an outage)."""
     max_gap_s = interval_s / (1.0 - WindowConfig().max_missing_fraction)
     given, first, row_miner = np.unique(batch.miner_id, return_index=True, return_inverse=True)
     stored_miner = [k for k, m in enumerate(given.tolist()) for _ in stored.get(m, ())]
-    stored_us = [
-        int((t - _EPOCH) / timedelta(microseconds=1)) for m in given.tolist() for t in stored.get(m, ())
-    ]
+    stored_us = [t for m in given.tolist() for t in stored.get(m, ())]
     miner = np.concatenate((row_miner, np.array(stored_miner, dtype=np.int64)))
     t_us = np.concatenate((batch.ts_us, np.array(stored_us, dtype=np.int64)))
     gaps, medians = _median_gaps(miner, t_us, given.shape[0])

@@ -218,10 +218,12 @@ def _start(pg: LocalPostgres, fsync: bool) -> None:
 
 @contextlib.contextmanager
 def local_postgres(
-    data_dir: Path | None = None, *, database: str = DATABASE, port: int = 0
+    data_dir: Path | None = None, *, database: str = DATABASE, port: int = 0, fsync: bool | None = None
 ) -> Iterator[LocalPostgres]:
     """A running cluster with `database` created. `data_dir` keeps the cluster there (created on first
-    use, reused after); without it a temporary one is removed on exit. `port` 0 picks a free one."""
+    use, reused after); without it a temporary one is removed on exit. `port` 0 picks a free one.
+    `fsync` defaults to on for a kept cluster and off for a temporary one (tests; a benchmark that
+    compares durable writes turns it on)."""
     bin_dir = pg_bin_dir()
     run_as = _RunAs.pick()
     temporary = data_dir is None
@@ -232,7 +234,7 @@ def local_postgres(
         run_as.own(root)
         if not (root / "data" / "PG_VERSION").exists():
             _initdb(run_as, bin_dir, root)
-        _start(pg, fsync=not temporary)
+        _start(pg, fsync=not temporary if fsync is None else fsync)
         try:
             pg.create_database(database)
             yield pg

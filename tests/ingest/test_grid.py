@@ -10,7 +10,7 @@ import grpc
 import pytest
 from mining.analytics.v1alpha1 import telemetry_pb2, telemetry_pb2_grpc
 
-from tests.harness import Stack, start_stack
+from tests.harness import Stack, start_server, start_stack
 from tests.ingest.builders import at, batch, metric, violations
 from tests.ingest.conftest import QUIET
 from tests.ingest.test_rest import sample_json
@@ -116,3 +116,24 @@ def test_five_minute_data_with_gaps_and_an_outage_is_accepted(
     assert ack.written == len(steps)
     for step in (100, 101, 102):  # back after a long outage, one sample per batch
         assert telemetry.WriteMetrics(batch(metric("10.13.8.5", step))).written == 1
+
+
+def test_the_spacing_counts_samples_stored_before_a_restart(tmp_path: Path) -> None:
+    # The server remembers the newest sample times it wrote; after a restart it reads them back.
+    before = start_server(tmp_path, **QUIET)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{before.port}") as channel:
+            stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
+            for hour in range(3):
+                assert stub.WriteMetrics(batch(metric("10.13.8.6", 12 * hour))).written == 1
+    finally:
+        before.stop()
+    after = start_server(tmp_path, **QUIET)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{after.port}") as channel:
+            stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.WriteMetrics(batch(metric("10.13.8.6", 12 * 3)))
+            assert violations(caught.value) == ("SAMPLES_TOO_SPARSE", ["samples[0].timestamp"])
+    finally:
+        after.stop()

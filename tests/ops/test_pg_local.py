@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from server.ops.pg_local import SERVER_USER, PostgresUnavailable, local_postgres
+from server.ops.pg_local import SERVER_USER, PostgresUnavailable, local_postgres, pg_bin_dir
 
 
 def test_postgres_url_fixture_accepts_connections(postgres_url: str) -> None:
@@ -94,3 +95,16 @@ def test_command_runs_a_program_with_mfh_store_set() -> None:
     assert done.returncode == 0, done.stderr
     assert "answer 42" in done.stdout
     assert "PostgreSQL running: postgresql://postgres@127.0.0.1:" in done.stderr
+
+
+def test_setup_script_is_idempotent_and_leaves_what_the_fixture_needs() -> None:
+    # `make setup` runs it on every call: with PostgreSQL present it installs nothing and succeeds.
+    root = Path(__file__).resolve().parents[2]
+    for _ in range(2):
+        done = subprocess.run(
+            ["bash", str(root / "deploy" / "setup-postgres.sh")], capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr
+    assert (pg_bin_dir() / "initdb").exists() and (pg_bin_dir() / "pg_ctl").exists()
+    if os.geteuid() == 0:
+        assert pwd.getpwnam(SERVER_USER).pw_uid != 0
