@@ -57,3 +57,15 @@ def test_a_domain_module_that_imports_grpc_or_the_transport_breaks_the_contract(
     assert result.returncode == 1, result.stdout + result.stderr
     assert "server.domain.validation -> grpc" in result.stdout
     assert "server.domain.validation -> server.transport.convert" in result.stdout
+
+
+def test_a_domain_module_that_imports_a_store_engine_breaks_the_contract(tmp_path: Path) -> None:
+    # The domain talks to FleetStore; an engine imported directly is named.
+    shutil.copytree(ROOT / "server", tmp_path / "server", ignore=shutil.ignore_patterns("__pycache__", "gen"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    access = tmp_path / "server" / "domain" / "access.py"
+    access.write_text(access.read_text() + "\nimport server.store.postgres  # noqa\nimport duckdb  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "server.domain.access -> server.store.postgres" in result.stdout
+    assert "server.domain.access -> duckdb" in result.stdout
