@@ -10,11 +10,13 @@ Platt scaling on the validation split makes the output P(failure within H). Over
 (a share of each sample, half before; the option is gone) was measured worse: it starves each epoch
 of the rare negatives that look alarming (pool incidents, near misses, repairs): mean test ROC-AUC
 over bench.quality seeds 0-2 (200 miners each) was 0.77 at a 0.5 share, 0.81 at 0.1, 0.82 at 0.03
-and 0.81 at the natural mix. Validation never shares a miner with training. Runs are reproducible:
+and 0.81 at the natural mix. Validation never shares a miner with training, unless the fleet is too
+small to hold out whole miners: then it is the last part of each miner's history
+(windows.split_for_validation). Runs are reproducible:
 fixed seeds and a fixed torch thread count (torch.set_num_threads is process-wide; it is restored
 afterwards).
 
-Both models share one skeleton (`_train`: split by miner, normalise on the training split, the epoch
+Both models share one skeleton (`_train`: split, normalise on the training split, the epoch
 loop `_fit` with early stopping, progress and cancellation, then metrics); a `_Recipe` holds what
 differs: which windows it learns from, the model, the epoch's draw, the per-window loss and the
 metrics and checkpoint fields after training.
@@ -39,7 +41,7 @@ from server.models.features import N_CHANNELS, NormStats
 from server.models.lstm import FailureRiskConfig, FailureRiskLSTM
 from server.models.result import TrainingResult
 from server.models.train_config import AUTOENCODER_DEFAULTS, TrainConfig
-from server.models.windows import WindowSet, split_by_miner
+from server.models.windows import ValidationSplit, WindowSet, split_for_validation
 
 ProgressFn = Callable[[int, int, float, float, float], None]  # epoch, epochs, train, val, windows/s
 StopFn = Callable[[], bool]
@@ -193,8 +195,10 @@ def _train(
     should_stop: StopFn | None,
     incumbent: IncumbentFn | None,
 ) -> TrainingResult:
-    """Split by miner, normalise on the training split, fit, then the recipe's metrics."""
-    train_all, val_all = split_by_miner(windows, cfg.validation_split, cfg.seed)
+    """Split (by miner, or by time when miners are too few), normalise on the training split, fit,
+    then the recipe's metrics."""
+    split = split_for_validation(windows, cfg.validation_split, cfg.seed)
+    train_all, val_all = split.train, split.val
     train, val = recipe.select(train_all), recipe.select(val_all)
     shortage = recipe.shortage(train, val)
     if shortage is not None:
@@ -221,12 +225,22 @@ def _train(
         stats = _fit(model, batch_loss, draw_epoch, val_loss, cfg, progress, should_stop)
         run = _Run(windows=windows, train=train, val=val, val_all=val_all, batches=batches, cfg=cfg)
         metrics, extra = recipe.finish(model, run)
-        metrics = {**stats, **metrics}
+        metrics = {**stats, **metrics, **_split_metrics(split)}
         if incumbent is not None:
             metrics[recipe.incumbent_metric] = incumbent(val_all)
         return TrainingResult.build(recipe.kind, model, windows, cfg, norm, metrics, **extra)
     finally:
         torch.set_num_threads(previous)
+
+
+def _split_metrics(split: ValidationSplit) -> dict[str, float]:
+    """How validation was chosen, as job metrics (the worker words them for the job's message)."""
+    return {
+        "split_by_time": float(split.by_time),
+        "train_miners": float(np.unique(split.train.miner_ids).size),
+        "val_miners": float(np.unique(split.val.miner_ids).size),
+        "val_failure_windows": float(np.count_nonzero(split.val.labels > 0)),
+    }
 
 
 # --- the failure-risk LSTM: Brier loss on the natural class mix, Platt-calibrated on validation ---
