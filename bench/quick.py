@@ -77,11 +77,19 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--predict-calls", type=int, default=400)
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting for the run (repeatable); rescore_interval_ms=600000 defers the "
+        "rescoring an ingestion starts past the run, to time the ingestion pipeline alone",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mfh-quick-"))
     seed(work, args.miners, args.days, seed_value=11)
     results: dict[str, list[tuple[float, float]]] = {"columnar": [], "row": [], "predict": []}
-    with server(work, envoy=False) as srv:
+    with server(work, envoy=False, extra=args.server_setting) as srv:
         pid = srv.popen.pid
         channel = grpc.insecure_channel(
             f"127.0.0.1:{srv.info['grpc_port']}", options=[("grpc.max_send_message_length", 64 << 20)]

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     """Folder holding the DuckDB file, the model registry and the job records."""
     db_file: str = "fleet.duckdb"
     """DuckDB file name inside data_dir."""
+    store: str = ""
+    """Store URL: empty = the DuckDB file data_dir/db_file; postgresql://user@host:port/db = PostgreSQL."""
     seed_demo_fleet: bool = True
     """Seed the store with the simulated demo fleet when it holds no miners."""
     demo_miners: int = Field(200, ge=1, le=100_000)

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from server.records import Miner, MinerSeries
-from server.store import Store
+from server.store import FleetStore
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class FeatureCache:
     """miner_id -> (Miner, recent MinerSeries); thread-safe."""
 
-    def __init__(self, store: Store, history_rows: int, interval_s: int) -> None:
+    def __init__(self, store: FleetStore, history_rows: int, interval_s: int) -> None:
         self._store = store
         self._history = timedelta(seconds=history_rows * interval_s)
         self._history_rows = history_rows

@@ -21,7 +21,7 @@ from server.domain.scores import LatestScores
 from server.domain.site_decisions import MAX_SITE_PEERS, SiteDecider
 from server.models.inference import AnomalyScorer
 from server.records import Miner, MinerScore
-from server.store import Store
+from server.store import FleetStore
 
 FLEET_DECISION_RANGE = timedelta(hours=6)
 """Windows the fleet path decides before its latest one (k of n and hysteresis look back)."""
@@ -32,7 +32,7 @@ class FleetDecisions:
 
     def __init__(
         self,
-        store: Store,
+        store: FleetStore,
         decider: SiteDecider,
         scores: LatestScores,
         settings: Settings,

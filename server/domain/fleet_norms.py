@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from server.records import FEATURE_COLUMNS
-from server.store import Store
+from server.store import FleetStore
 
 FLEET_NORM_TTL_S = 600.0
 FLEET_NORM_WINDOW = timedelta(hours=6)
@@ -27,7 +27,7 @@ class FleetNorms:
 
     def __init__(
         self,
-        store: Store,
+        store: FleetStore,
         *,
         ttl_s: float = FLEET_NORM_TTL_S,
         window: timedelta = FLEET_NORM_WINDOW,

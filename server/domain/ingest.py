@@ -63,7 +63,7 @@ from server.records import (
     SampleConflict,
     WriteResult,
 )
-from server.store import QUALITY_SENSOR_GLITCH, Store
+from server.store import QUALITY_SENSOR_GLITCH, FleetStore
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class ValidColumns:
 class Ingest:
     """Validates and stores telemetry, failure events and planned states."""
 
-    def __init__(self, store: Store, settings: Settings, access: MinerAccess | None = None) -> None:
+    def __init__(self, store: FleetStore, settings: Settings, access: MinerAccess | None = None) -> None:
         self._store = store
         self._settings = settings
         self._access = access or MinerAccess(store)

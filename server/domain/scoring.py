@@ -40,7 +40,7 @@ from server.records import (
     MinerStatus,
     RiskLevel,
 )
-from server.store import Store
+from server.store import FleetStore
 
 MAX_DETECT_RANGE = timedelta(days=7)
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class Scoring:
 
     def __init__(
         self,
-        store: Store,
+        store: FleetStore,
         models: ActiveModels,
         scores: LatestScores,
         settings: Settings,

@@ -31,7 +31,7 @@ from server.domain.window_memo import history_for
 from server.errors import InsufficientHistory
 from server.models.inference import AnomalyScorer, WindowBatch
 from server.records import FEATURE_COLUMNS, Miner, MinerSeries
-from server.store import Store
+from server.store import FleetStore
 
 MAX_SITE_PEERS = 40
 """DetectAnomalies scores at most this many other miners of the site (the site's same-time behaviour)."""
@@ -51,7 +51,7 @@ class GroupDecision:
 class SiteDecider:
     """Decides groups of one site's miners; holds the decision settings and the latest site events."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: FleetStore, settings: Settings) -> None:
         self._store = store
         self._settings = settings
         self.decision: DecisionSettings = DEFAULT_DECISION

@@ -35,7 +35,7 @@ from server.domain.jobs import (
     TrainParams,
 )
 from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, next_step
-from server.store import Store
+from server.store import FleetStore
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class TrainingJobs:
 
     def __init__(
         self,
-        store: Store,
+        store: FleetStore,
         settings: Settings,
         *,
         load_data: Callable[[], Any],
