@@ -229,8 +229,12 @@ class Ingest:
             raise InvalidArgument.for_fields(found, reason="SAMPLES_TOO_SPARSE")
         order = np.lexsort((batch.ts_us, row_miner))
         bounds = np.searchsorted(row_miner[order], np.arange(given.shape[0] + 1))
+        keep = SPACING_GAPS + 1  # an import's newest few are all `_remember` keeps
         return {
-            miner_id: [*stored.get(miner_id, ()), *batch.ts_us[order[bounds[k] : bounds[k + 1]]].tolist()]
+            miner_id: [
+                *stored.get(miner_id, ()),
+                *batch.ts_us[order[max(bounds[k], bounds[k + 1] - keep) : bounds[k + 1]]].tolist(),
+            ]
             for k, miner_id in enumerate(given.tolist())
         }
 

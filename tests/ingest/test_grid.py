@@ -17,8 +17,9 @@ from tests.ingest.test_rest import sample_json
 
 
 @pytest.fixture(scope="module")
-def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(Path(tmp_path_factory.mktemp("grid")), **QUIET)
+def rest(tmp_path_factory: pytest.TempPathFactory, store_engine: dict[str, str]) -> Iterator[Stack]:
+    """Server and Envoy on an empty store, once per store engine (DuckDB, PostgreSQL)."""
+    running = start_stack(Path(tmp_path_factory.mktemp("grid")), **QUIET, **store_engine)
     yield running
     running.close()
 
@@ -118,9 +119,11 @@ def test_five_minute_data_with_gaps_and_an_outage_is_accepted(
         assert telemetry.WriteMetrics(batch(metric("10.13.8.5", step))).written == 1
 
 
-def test_the_spacing_counts_samples_stored_before_a_restart(tmp_path: Path) -> None:
+def test_the_spacing_counts_samples_stored_before_a_restart(
+    tmp_path: Path, store_engine: dict[str, str]
+) -> None:
     # The server remembers the newest sample times it wrote; after a restart it reads them back.
-    before = start_server(tmp_path, **QUIET)
+    before = start_server(tmp_path, **QUIET, **store_engine)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{before.port}") as channel:
             stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
@@ -128,7 +131,7 @@ def test_the_spacing_counts_samples_stored_before_a_restart(tmp_path: Path) -> N
                 assert stub.WriteMetrics(batch(metric("10.13.8.6", 12 * hour))).written == 1
     finally:
         before.stop()
-    after = start_server(tmp_path, **QUIET)
+    after = start_server(tmp_path, **QUIET, **store_engine)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{after.port}") as channel:
             stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
