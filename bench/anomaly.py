@@ -545,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(S.FRESH_EVALUATION_SEEDS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(S.HELD_OUT_SEEDS))
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=None, help="keep each fleet's scored windows here")
     parser.add_argument("--out", type=Path, default=Path("bench/results/anomaly.md"))
