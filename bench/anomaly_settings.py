@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from server.sim.settings import SimSettings
 
-TUNING_SEEDS = (101, 102, 103, 104)
-"""Fleets used while tuning the decision (never reported as evidence); 103-104 added for the second
+TUNING_SEEDS = (101, 102, 103, 104, 105, 106, 107, 108)
+"""Fleets used while tuning the decision (never reported as evidence); 103-108 added for the second
 round of tuning (after the report on 207-212)."""
 EVALUATION_SEEDS = (201, 202, 203, 204, 205, 206)
 """Held-out fleets: not simulated before the decision's settings were frozen (first evaluation,
