@@ -207,3 +207,18 @@ def test_a_pool_outage_of_the_site_is_a_site_event_but_one_miners_pool_trouble_i
     m9 = decisions["m9"]
     assert m9.is_anomaly[at - 90 : at - 48].all()  # the rejection rate above its peers' flags it
     assert not m9.is_anomaly[outage].any()
+
+
+def test_a_curtailment_ending_is_context_not_a_site_wide_restart() -> None:
+    n, at = 4 * 288, 3 * 288
+    items = _site(n, 10, 90)
+    for item in items.values():
+        lo, hi = int(item.ends[at - 36]), int(item.ends[at])  # 3 h curtailed, all resume together
+        item.restart_spans = np.array([[lo, hi]])
+        item.context = context_reasons(item.ends, [(lo, hi)], [], item.restart_spans)
+    _, events = decide_site("row-1", items, PRIOR)
+    assert [e for e in events if e.kind == "restart"] == []
+    for item in items.values():  # the same restarts without the recorded curtailment: a site restart
+        item.context = context_reasons(item.ends, [], [], item.restart_spans)
+    _, events = decide_site("row-1", items, PRIOR)
+    assert [e.kind for e in events] == ["restart"]
