@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 CONSOLE := web/dist/index.html
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup hooks run test protos lint check-protos clean bench console monitoring monitoring-tools
+.PHONY: setup hooks run run-postgres test protos lint check-protos clean bench console monitoring monitoring-tools \
+	postgres-tools
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +31,7 @@ $(CHROMIUM):
 	command -v apt-get >/dev/null || { echo "install chromium for the browser tests" >&2; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-setup: $(STAMP) $(CONSOLE) $(CHROMIUM) monitoring-tools hooks
+setup: $(STAMP) $(CONSOLE) $(CHROMIUM) monitoring-tools postgres-tools hooks
 
 # The commit-msg hook (subjects of at most 72 characters); tests/test_commits.py checks the history too.
 hooks:
@@ -40,8 +41,18 @@ hooks:
 monitoring-tools:
 	bash deploy/setup.sh
 
+# PostgreSQL (apt, only when missing) and its unprivileged user: the PostgreSQL tests and
+# `make run-postgres` start their own server with initdb + pg_ctl (server/ops/pg_local.py).
+postgres-tools:
+	bash deploy/setup-postgres.sh
+
 run: setup
 	$(VENV)/bin/mining-health-server --with-envoy $(ARGS)
+
+# The same demo on PostgreSQL: a local cluster kept in pgdata/ (initdb on first use, run as the
+# unprivileged `postgres` user when root), the server on it through MFH_STORE; the cluster stops on exit.
+run-postgres: setup
+	$(PY) -m server.ops.pg_local --data-dir pgdata -- $(VENV)/bin/mining-health-server --with-envoy $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(ARGS)
@@ -59,7 +70,7 @@ lint: setup
 	npm run --silent typecheck
 
 clean:
-	rm -rf $(VENV) node_modules var web/dist
+	rm -rf $(VENV) node_modules var pgdata web/dist
 
 # Performance benchmark (numbers, not tests): installs h2load (apt) if missing, then writes
 # bench/results/perf.md. ARGS passes options, e.g. ARGS="--fleet-sizes 1000,10000 --repeats 1".

@@ -46,7 +46,9 @@ from server.models.registry import ModelRegistry
 from server.ops.backup import Backups
 from server.ops.metrics import RescoreCollector
 from server.ops.runtime import Operations
-from server.store import Store
+from server.store import FleetStore
+from server.store import open_store as open_store_url
+from server.store.open import is_postgres_url
 from server.transport import reflection
 from server.transport.errors import ErrorMappingInterceptor
 from server.transport.fleet import FleetServicer
@@ -58,6 +60,7 @@ from server.transport.interceptors import (
     MetricsInterceptor,
     ProxyTrust,
 )
+from server.transport.policy import require_policies
 from server.transport.scoring import ScoringServicer
 from server.transport.telemetry import TelemetryServicer
 from server.transport.training import TrainingServicer
@@ -83,7 +86,7 @@ class App:
     settings: Settings
     server: grpc.aio.Server
     port: int
-    store: Store
+    store: FleetStore
     health: health.aio.HealthServicer
     jobs: TrainingJobs
     models: ActiveModels
@@ -136,10 +139,14 @@ def secure_data_dir(settings: Settings) -> None:
         os.chmod(folder, 0o700)
 
 
-def open_store(settings: Settings) -> Store:
-    """Opens the DuckDB file and seeds the demo fleet into an empty store."""
-    store = Store.open(settings.db_path, sample_interval_s=settings.sample_interval_s)
-    os.chmod(settings.db_path, 0o600)
+def open_store(settings: Settings) -> FleetStore:
+    """Opens the store (the DuckDB file, or PostgreSQL with --store) and seeds the demo fleet into an
+    empty one."""
+    store = open_store_url(
+        settings.store, default_path=settings.db_path, sample_interval_s=settings.sample_interval_s
+    )
+    if not is_postgres_url(settings.store):
+        os.chmod(Path(store.description), 0o600)
     if settings.seed_demo_fleet and store.counts().miners == 0:
         from server.sim import seed_store, simulate_fleet
 
@@ -169,7 +176,7 @@ def open_store(settings: Settings) -> Store:
     counts = store.counts()
     log.info(
         "store %s: %d miners, %d samples, %d failure events",
-        settings.db_path,
+        store.description,
         counts.miners,
         counts.samples,
         counts.failure_events,
@@ -190,7 +197,7 @@ def interceptors(ops: Operations) -> list[grpc.aio.ServerInterceptor]:
     ]
 
 
-def training_data(store: Store) -> train_worker.TrainingData:
+def training_data(store: FleetStore) -> train_worker.TrainingData:
     """Everything training needs, read in the server process (the only one that opens the store)."""
     return train_worker.TrainingData(
         series=store.load_series(),
@@ -204,6 +211,7 @@ async def start(settings: Settings) -> App:
     """Opens the store, loads the models, starts serving; returns once the port is bound."""
     import torch
 
+    require_policies(SERVICE_NAMES)  # fail closed: no RPC is served without its role, limits and audit
     torch.set_num_threads(settings.serve_threads)
     await asyncio.to_thread(secure_data_dir, settings)
     store = await asyncio.to_thread(open_store, settings)
@@ -238,8 +246,9 @@ async def start(settings: Settings) -> App:
         settings.rescore_interval_ms / 1000.0,
         history=history,
         chunk=settings.rescore_chunk_miners,
+        import_settle_s=settings.import_settle_ms / 1000.0,
     )
-    ingest.add_listener(rescorer.on_ingest)
+    ingest.add_listener(rescorer.on_ingest, on_import=rescorer.on_import)
     admin.add_listener(rescorer.on_models_changed)  # promotion, ActivateModel, rollback: rescore
     housekeeping = Housekeeping(store, settings)
     with auth.acting_as(auth.SYSTEM):  # background tasks copy this context: they act as the server

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     """Folder holding the DuckDB file, the model registry and the job records."""
     db_file: str = "fleet.duckdb"
     """DuckDB file name inside data_dir."""
+    store: str = ""
+    """Store URL: empty = the DuckDB file data_dir/db_file; postgresql://user@host:port/db = PostgreSQL."""
     seed_demo_fleet: bool = True
     """Seed the store with the simulated demo fleet when it holds no miners."""
     demo_miners: int = Field(200, ge=1, le=100_000)
@@ -72,7 +74,8 @@ class Settings(BaseSettings):
     max_batch_samples: int = Field(100_000, ge=1)
     """Most samples one WriteMetrics batch may carry."""
     backfill_after_minutes: float = Field(60.0, gt=0)
-    """A batch whose newest sample is older than this is a backfill: stored, but no re-scoring."""
+    """A batch whose newest sample is older than this is a backfill (an import of history): re-scored
+    only when it moves a miner's latest window, once per import (see import_settle_ms)."""
     outage_after_minutes: float = Field(30.0, gt=0)
     """Silence: no hashrate (zero or no samples) for longer than this is a derived outage, and a miner
     this far behind the fleet's newest sample is listed STALE (ScoreFleet, ListMiners)."""
@@ -100,6 +103,10 @@ class Settings(BaseSettings):
     """Dynamic batching: longest a request waits for others to join its batch, in milliseconds."""
     rescore_interval_ms: float = Field(200.0, ge=0)
     """Re-scoring after ingestion: bursts for the same miners within this time are coalesced."""
+    import_settle_ms: float = Field(2000.0, ge=0)
+    """Backfill batches sent as separate WriteMetrics calls are one import until none came for this
+    long; then each miner whose latest window moved is re-scored and published once (an IngestMetrics
+    stream is one import until it ends)."""
     subscriber_queue: int = Field(256, ge=1)
     """Updates buffered per subscriber; a slower subscriber is told how many it missed."""
     grace_seconds: float = Field(5.0, ge=0)

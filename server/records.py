@@ -174,6 +174,22 @@ class WriteResult:
     """Samples of the batch within raw retention of their miner's newest sample."""
     kept_hourly: int = 0
     """Samples of the batch past it: retention keeps them only as hourly roll-ups."""
+    conflicts: int = 0
+    """Samples superseded by a later sample of the same miner and time in the batch with other values."""
+    conflict_details: list[SampleConflict] = field(default_factory=list)
+    """The conflicting (miner, time) keys, at most MAX_CONFLICT_DETAILS."""
+
+
+@dataclass(frozen=True, slots=True)
+class SampleConflict:
+    """Samples of one batch that name the same miner and time with different values."""
+
+    miner_id: str
+    timestamp: datetime
+    samples: tuple[str, ...]
+    """Where they were sent, in request order; the last one was stored."""
+    fields: tuple[str, ...]
+    """The fields whose values differ."""
 
 
 @dataclass(slots=True)

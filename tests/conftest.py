@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from server.ops.pg_local import LocalPostgres, local_postgres
 from tests.harness import Stack, start_stack
 
 # Servers started by tests (in process and as subprocesses) serve /metrics on a free port, never the
@@ -39,9 +42,63 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL server for the session (initdb + pg_ctl in a temp dir, a free loopback port,
+    run as the unprivileged `postgres` user when the suite runs as root); stopped with -m immediate."""
+    with local_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: LocalPostgres) -> str:
+    """URL of the session's PostgreSQL database (`postgresql://postgres@127.0.0.1:PORT/mfh`)."""
+    return postgres_server.url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_server: LocalPostgres, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of an empty database of this test's own on the session's server, dropped afterwards."""
+    name = f"t{abs(hash(request.node.nodeid)) % 10**12}_{time.monotonic_ns() % 10**6}"
+    yield postgres_server.create_database(name)
+    postgres_server.drop_database(name)
+
+
+STORE_ENGINES = ("duckdb", "postgresql")
+"""The store engines the engine-parametrised fixtures run on (see store_engine)."""
+
+
+@pytest.fixture(scope="module", params=STORE_ENGINES)
+def store_engine(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Server settings for this module's store engine: {} (the DuckDB file in data_dir) or
+    {"store": URL} of a fresh PostgreSQL database of the module's own, dropped afterwards. A module's
+    server fixture that takes it runs every test of the module on both engines."""
+    if request.param == "duckdb":
+        yield {}
+        return
+    yield request.getfixturevalue("postgres_store")
+
+
+@pytest.fixture(scope="module")
+def postgres_store(
+    postgres_server: LocalPostgres, request: pytest.FixtureRequest
+) -> Iterator[dict[str, str]]:
+    """Server settings {"store": URL} of a fresh PostgreSQL database of this module's own."""
+    name = f"m{abs(hash(request.node.nodeid)) % 10**12}_{time.monotonic_ns() % 10**6}"
+    yield {"store": postgres_server.create_database(name)}
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
 def trained_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own on which both models were trained (tiny: 2 epochs) through REST."""
-    running = start_stack(Path(tmp_path_factory.mktemp("trained")))
+    with trained(Path(tmp_path_factory.mktemp("trained"))) as running:
+        yield running
+
+
+@contextmanager
+def trained(data_dir: Path, **overrides: Any) -> Iterator[Stack]:
+    """A stack (the small demo fleet) on which both models were trained (2 epochs) through REST."""
+    running = start_stack(data_dir, **overrides)
     try:
         for kind in ("lstm", "autoencoder"):
             reply = running.rest("POST", f"/api/advanced/train/{kind}", {"epochs": 2, "seed": 5})

@@ -53,7 +53,14 @@ def run(client: FleetHealthClient, args: argparse.Namespace, out: Output) -> int
                 ),
             )
 
-    totals = {"rows": telemetry.rows, "batches": 0, "written": 0, "duplicates": 0, "miners_registered": 0}
+    totals = {
+        "rows": telemetry.rows,
+        "batches": 0,
+        "written": 0,
+        "duplicates": 0,
+        "conflicts": 0,  # rows that repeated a miner and time of their batch with other values
+        "miners_registered": 0,
+    }
     with tqdm(
         total=telemetry.rows,
         unit="row",
@@ -65,14 +72,16 @@ def run(client: FleetHealthClient, args: argparse.Namespace, out: Output) -> int
             totals["batches"] += 1
             totals["written"] += ack.written
             totals["duplicates"] += ack.duplicates
+            totals["conflicts"] += ack.conflicts
             totals["miners_registered"] += ack.miners_registered
-            bar.update(sizes.get(ack.batch_id, ack.written + ack.duplicates))
+            bar.update(sizes.get(ack.batch_id, ack.written + ack.duplicates + ack.conflicts))
     if out.as_json:
         out.json(totals)
     else:
         out.line(
             f"imported {telemetry.rows} row(s) in {totals['batches']} batch(es): "
             f"{totals['written']} written, "
-            f"{totals['duplicates']} duplicate(s), {totals['miners_registered']} new miner(s)"
+            f"{totals['duplicates']} duplicate(s), {totals['conflicts']} conflict(s) (the later row kept), "
+            f"{totals['miners_registered']} new miner(s)"
         )
     return 0

@@ -20,13 +20,13 @@ from server import auth
 from server.domain import validation
 from server.errors import MinerNotFound
 from server.records import Miner
-from server.store import Store
+from server.store import FleetStore
 
 
 class MinerAccess:
     """Resolves ids and aliases to miners for the current caller."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: FleetStore) -> None:
         self._store = store
 
     @staticmethod

@@ -113,3 +113,55 @@ class MicroBatcher:
             for (_, future), output in zip(live, outputs, strict=True):
                 if not future.done():
                     future.set_result(output)
+
+
+class VersionBatchers:
+    """One MicroBatcher per served model version: a new version gets a fresh batcher and the old
+    versions' batchers retire (they answer what is queued, then end). Use from the event loop."""
+
+    def __init__(self, *, max_batch: int, max_delay_s: float) -> None:
+        self._max_batch = max_batch
+        self._max_delay_s = max_delay_s
+        self._batchers: dict[str, MicroBatcher] = {}
+        self._retiring: set[asyncio.Task[None]] = set()  # old batchers finishing their queue
+        self.on_batch: Callable[[int], None] | None = None
+        """Told each dynamic batch's size (the batch-size histogram); may be set after batchers exist."""
+
+    def get(self, version: str, fn: BatchFn) -> MicroBatcher:
+        """The batcher of `version` (made on first use, retiring every other version's)."""
+        batcher = self._batchers.get(version)
+        if batcher is None:
+            batcher = MicroBatcher(
+                fn,
+                max_batch=self._max_batch,
+                max_delay_s=self._max_delay_s,
+                name=f"batcher-{version}",
+                on_batch=self._observe,
+            )
+            for old in self._batchers.values():
+                retiring = asyncio.get_running_loop().create_task(old.retire(), name=f"retire-{version}")
+                self._retiring.add(retiring)
+                retiring.add_done_callback(self._retiring.discard)
+            self._batchers = {version: batcher}
+        return batcher
+
+    @property
+    def versions(self) -> list[str]:
+        """The versions with a live batcher (at most one)."""
+        return list(self._batchers)
+
+    @property
+    def retiring(self) -> int:
+        """Old batchers still finishing their queue."""
+        return len(self._retiring)
+
+    def _observe(self, size: int) -> None:
+        if self.on_batch is not None:
+            self.on_batch(size)
+
+    async def close(self) -> None:
+        """Stops every batcher (server shutdown) and waits for the retiring ones."""
+        for batcher in list(self._batchers.values()):
+            await batcher.close()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)

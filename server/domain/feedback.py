@@ -12,7 +12,7 @@ from server.domain import validation
 from server.domain.access import MinerAccess
 from server.domain.active_models import ActiveModels
 from server.errors import InvalidArgument, next_step
-from server.store import Store
+from server.store import FleetStore
 
 MAX_NOTE = validation.MAX_NOTE
 
@@ -42,7 +42,7 @@ class FeedbackLog:
 
     def __init__(
         self,
-        store: Store,
+        store: FleetStore,
         models: ActiveModels,
         access: MinerAccess | None = None,
         known_versions: Callable[[], Iterable[str]] | None = None,

@@ -19,7 +19,7 @@ from server.errors import InvalidArgument, PermissionDenied
 from server.hardware import known_model
 from server.models.registry import ModelRegistry, ModelVersionInfo
 from server.records import FEATURE_COLUMNS, Miner, MinerScore, MinerStatus, RiskLevel, StoreCounts
-from server.store import Store
+from server.store import FleetStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class Fleet:
 
     def __init__(
         self,
-        store: Store,
+        store: FleetStore,
         models: ActiveModels,
         scores: LatestScores,
         settings: Settings,

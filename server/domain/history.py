@@ -29,7 +29,7 @@ from server.records import (
     MinerScore,
     PlannedState,
 )
-from server.store import Store
+from server.store import FleetStore
 from server.store.history import RAW_COLUMNS, RiskPoint
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class History:
     """The history reads, and the writer of risk points."""
 
     def __init__(
-        self, store: Store, models: ActiveModels, settings: Settings, access: MinerAccess | None = None
+        self, store: FleetStore, models: ActiveModels, settings: Settings, access: MinerAccess | None = None
     ) -> None:
         self._store = store
         self._models = models

@@ -21,12 +21,12 @@ import numpy as np
 
 from server.config import Settings
 from server.domain import outages
-from server.store import Store
+from server.store import FleetStore
 
 log = logging.getLogger(__name__)
 
 
-def apply_retention(store: Store, settings: Settings) -> tuple[int, int]:
+def apply_retention(store: FleetStore, settings: Settings) -> tuple[int, int]:
     """Roll up each miner's raw samples past retention; returns (hourly rows written, raw deleted)."""
     retention = timedelta(days=settings.raw_retention_days)
     hours, deleted = store.roll_up_samples(retention)
@@ -45,7 +45,7 @@ def apply_retention(store: Store, settings: Settings) -> tuple[int, int]:
     return hours, deleted
 
 
-def retention_report(store: Store, settings: Settings, miner_ids: np.ndarray, ts: np.ndarray) -> int:
+def retention_report(store: FleetStore, settings: Settings, miner_ids: np.ndarray, ts: np.ndarray) -> int:
     """How many samples of a stored batch (a miner id or alias (N,) and a UTC time (N,) per sample)
     lie past their miner's raw-retention horizon, i.e. will be kept only as hourly rows."""
     naive = np.asarray(ts).astype("datetime64[us]")
@@ -66,7 +66,7 @@ async def _every(interval_s: float, name: str, job: Callable[[], object]) -> Non
 class Housekeeping:
     """The periodic tasks; start() on the server's loop, await stop() before the store closes."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: FleetStore, settings: Settings) -> None:
         self._store = store
         self._settings = settings
         self._tasks: list[asyncio.Task[None]] = []

@@ -16,20 +16,28 @@ miner that moves keeps its history and its new IP becomes an alias. Miners regis
 take the sample's hardware model and, when the catalogue knows it, its nameplate figures.
 
 Order and idempotency: the key is (miner, timestamp); re-sending it replaces the stored sample (last
-write wins) or, when identical, counts as a duplicate. Late samples are stored in their place. A
-batch whose newest sample is older than `backfill_after_minutes` is a backfill: listeners are told,
-so they do not re-score on it. After every batch, outages are derived for the miners it touched, and
-the acknowledgement says how many samples stay raw and how many retention keeps only as hourly rows.
+write wins) or, when identical, counts as a duplicate. Samples of one batch that repeat a key with
+different values are conflicts (find_conflicts): the last is stored, the acknowledgement names them.
+Late samples are stored in their place.
+
+The grid: a miner whose samples (with its newest stored ones) lie further apart than a scoring
+window tolerates is refused (sparse_violations): stored, it could never be scored.
+
+Backfill: a batch whose newest sample is older than `backfill_after_minutes` is a backfill:
+listeners are told, so they do not re-score on it. After every batch, outages are derived for the
+miners it touched, and the acknowledgement says how many samples stay raw and how many retention
+keeps only as hourly rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -40,6 +48,7 @@ from server.domain import housekeeping, outages, validation
 from server.domain.access import MinerAccess
 from server.errors import EventNotFound, FieldViolation, InvalidArgument, MinerNotFound, next_step
 from server.hardware import known_model
+from server.models.windows import WindowConfig
 from server.records import (
     PLAUSIBLE_FAN_RPM,
     PLAUSIBLE_HASHRATE_FACTOR,
@@ -51,9 +60,10 @@ from server.records import (
     Miner,
     PlannedState,
     PlannedStateKind,
+    SampleConflict,
     WriteResult,
 )
-from server.store import QUALITY_SENSOR_GLITCH, Store
+from server.store import QUALITY_SENSOR_GLITCH, FleetStore
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +79,17 @@ COLUMN_COUNTERS = ("accepted_shares", "rejected_shares")
 IDENTITY_FIELDS = ("serial", "mac", "hardware_model")
 TS_MISSING = np.iinfo(np.int64).min
 """The ts_us of a sample sent without a time (a row whose timestamp is unset)."""
+MAX_CONFLICT_DETAILS = 100
+"""Conflicting keys listed in an acknowledgement (all are counted)."""
+SPACING_GAPS = 3
+"""Gaps between a miner's samples needed to judge their spacing (one long gap may be an outage)."""
+SPACING_LOOKBACK = timedelta(hours=6)
+"""How far before a batch its miners' stored samples count towards their spacing."""
 
 # Called after a batch is stored with the miners it touched and whether it was a backfill.
 Listener = Callable[[set[str], bool], None]
+# Told True when an import stream (IngestMetrics) starts and False when it ends.
+ImportListener = Callable[[bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +136,30 @@ class ValidColumns:
 class Ingest:
     """Validates and stores telemetry, failure events and planned states."""
 
-    def __init__(self, store: Store, settings: Settings, access: MinerAccess | None = None) -> None:
+    def __init__(self, store: FleetStore, settings: Settings, access: MinerAccess | None = None) -> None:
         self._store = store
         self._settings = settings
         self._access = access or MinerAccess(store)
         self._listeners: list[Listener] = []
+        self._import_listeners: list[ImportListener] = []
+        self._recent: dict[str, list[int]] = {}  # miner_id as sent -> newest sample times (us), ascending
 
-    def add_listener(self, listener: Listener) -> None:
+    def add_listener(self, listener: Listener, on_import: ImportListener | None = None) -> None:
         self._listeners.append(listener)
+        if on_import is not None:
+            self._import_listeners.append(on_import)
+
+    @contextlib.contextmanager
+    def import_stream(self) -> Iterator[None]:
+        """The batches written inside are one import (an IngestMetrics stream): import listeners hear
+        its start and its end, so that its re-scoring happens once, when it is over."""
+        for listener in self._import_listeners:
+            listener(True)
+        try:
+            yield
+        finally:
+            for listener in self._import_listeners:
+                listener(False)
 
     async def write(self, batch: ColumnInput) -> WriteResult:
         """Validate and store one batch atomically, derive outages, tell the listeners.
@@ -133,7 +167,13 @@ class Ingest:
         Bad values are named by their request path; nothing of a bad batch is written.
         """
         valid = validate(batch, now=datetime.now(UTC), max_samples=self._settings.max_batch_samples)
+        newest_times = await asyncio.to_thread(self._refuse_sparse, batch)
+        conflicts, details = find_conflicts(batch)
         result = await asyncio.to_thread(self._store_valid, valid)
+        self._remember(newest_times)
+        # The store counts every sample it did not write as a duplicate; conflicts are not.
+        result.duplicates -= conflicts
+        result.conflicts, result.conflict_details = conflicts, details
         await self._report_retention(result, batch.miner_id, valid.ts)
         touched = result.miner_ids or set(batch.miner_id.tolist())
         await self._after_write(
@@ -158,6 +198,49 @@ class Ingest:
         )
         result.kept_hourly = hourly
         result.kept_raw = len(miner_ids) - hourly
+
+    def _refuse_sparse(self, batch: ColumnInput) -> dict[str, list[int]]:
+        """INVALID_ARGUMENT naming each miner whose samples, with its newest stored ones before the
+        batch, are spaced coarser than scoring can use (see sparse_violations); else each miner's newest
+        SPACING_GAPS + 1 sample times (us) once the batch is stored, for `_remember` (worker thread).
+
+        The stored times come from `_recent` (what this server wrote), so a live batch costs no query;
+        the store is asked only for miners it has not seen since it started, or for a late batch."""
+        given, row_miner = np.unique(batch.miner_id, return_inverse=True)
+        oldest = np.full(given.shape[0], np.iinfo(np.int64).max, dtype=np.int64)  # (M,) us
+        np.minimum.at(oldest, row_miner, batch.ts_us)
+        lookback_us = SPACING_LOOKBACK // timedelta(microseconds=1)
+        stored: dict[str, list[int]] = {}
+        ask: list[int] = []  # miners to read from the store
+        for k, miner_id in enumerate(given.tolist()):
+            known = self._recent.get(miner_id)
+            if known and known[-1] < oldest[k]:
+                stored[miner_id] = [t for t in known if t >= oldest[k] - lookback_us]
+            else:
+                ask.append(k)
+        if ask:
+            read = self._store.recent_times(
+                given[ask], oldest[ask].astype("datetime64[us]"), SPACING_LOOKBACK, limit=SPACING_GAPS + 1
+            )
+            for miner_id, times in read.items():
+                stored[miner_id] = [(t - _EPOCH) // timedelta(microseconds=1) for t in times]
+        found = sparse_violations(batch, stored, self._settings.sample_interval_s)
+        if found:
+            raise InvalidArgument.for_fields(found, reason="SAMPLES_TOO_SPARSE")
+        order = np.lexsort((batch.ts_us, row_miner))
+        bounds = np.searchsorted(row_miner[order], np.arange(given.shape[0] + 1))
+        return {
+            miner_id: [*stored.get(miner_id, ()), *batch.ts_us[order[bounds[k] : bounds[k + 1]]].tolist()]
+            for k, miner_id in enumerate(given.tolist())
+        }
+
+    def _remember(self, newest_times: dict[str, list[int]]) -> None:
+        """Merge a stored batch's sample times into `_recent` (keeping each miner's newest few); merged
+        into the entry as it is now, so concurrent batches never drop each other's times."""
+        keep = SPACING_GAPS + 1
+        for miner_id, times in newest_times.items():
+            merged = sorted({*self._recent.get(miner_id, ()), *times})
+            self._recent[miner_id] = merged[-keep:]
 
     def _store_valid(self, valid: ValidColumns) -> WriteResult:
         """Resolve the batch's miners (an identity's serial or MAC before the id), refuse unknown ones
@@ -389,6 +472,115 @@ def validate(batch: ColumnInput, *, now: datetime, max_samples: int) -> ValidCol
         quality=np.where(implausible, QUALITY_SENSOR_GLITCH, 0).astype(np.uint8),
         identities=_identities(batch) if batch.identity is not None else {},
     )
+
+
+def find_conflicts(batch: ColumnInput) -> tuple[int, list[SampleConflict]]:
+    """(how many samples a later sample of the same miner and time in the batch supersedes with
+    different values, the first MAX_CONFLICT_DETAILS such keys in request order). The store keeps the
+    last sample of a key; identical repeats are duplicates, not conflicts."""
+    n = len(batch)
+    _, row_miner = np.unique(batch.miner_id, return_inverse=True)
+    order = np.lexsort((batch.ts_us, row_miner))  # (N,) stable: a key's samples stay in request order
+    miner, ts = row_miner[order], batch.ts_us[order]
+    repeat = (miner[1:] == miner[:-1]) & (ts[1:] == ts[:-1])  # (N-1,) sorted k+1 repeats sorted k
+    if not repeat.any():
+        return 0, []
+    starts = np.flatnonzero(np.concatenate(([True], ~repeat)))  # (G,) first sorted position of each key
+    sizes = np.diff(np.append(starts, n))
+    last = np.repeat(order[starts + sizes - 1], sizes)  # (N,) the stored (last) sample of each key
+    superseded = order != last
+    differs: dict[str, np.ndarray] = {}  # field -> (N,) bool per sorted position
+    for name in (*COLUMN_METRICS, *COLUMN_COUNTERS):
+        mine, kept = batch.metrics[name][order], batch.metrics[name][last]
+        differs[name] = superseded & ~((mine == kept) | (np.isnan(mine) & np.isnan(kept)))
+    for name, readings in (("boards", batch.boards), ("fan_speeds_rpm", batch.fan_speeds_rpm)):
+        if readings is not None:
+            column = np.zeros(n, dtype=bool)
+            for k in np.flatnonzero(superseded).tolist():
+                column[k] = readings[int(order[k])] != readings[int(last[k])]
+            differs[name] = column
+    conflicting = np.logical_or.reduce(list(differs.values()))  # (N,)
+    if not conflicting.any():
+        return 0, []
+    key_of = np.repeat(np.arange(starts.shape[0]), sizes)  # (N,) sorted position -> key
+    details: list[tuple[int, SampleConflict]] = []  # (first sample, conflict)
+    for key in np.unique(key_of[conflicting]).tolist():
+        span = slice(int(starts[key]), int(starts[key] + sizes[key]))
+        rows = [int(r) for r, c in zip(order[span], conflicting[span], strict=True) if c]
+        rows.append(int(order[span][-1]))
+        fields = tuple(name for name, column in differs.items() if column[span].any())
+        details.append(
+            (
+                rows[0],
+                SampleConflict(
+                    miner_id=str(batch.miner_id[rows[0]]),
+                    timestamp=_utc_us(int(batch.ts_us[rows[0]])),
+                    samples=tuple(_sample_path(batch, r) for r in rows),
+                    fields=fields,
+                ),
+            )
+        )
+    details.sort(key=lambda item: item[0])
+    return int(conflicting.sum()), [conflict for _, conflict in details[:MAX_CONFLICT_DETAILS]]
+
+
+def sparse_violations(
+    batch: ColumnInput, stored: dict[str, list[int]], interval_s: int
+) -> list[FieldViolation]:
+    """A violation at the first sample of each miner whose samples (the batch's and its newest stored
+    ones before them, `stored`, in microseconds) lie further apart, by their median gap over at least
+    SPACING_GAPS gaps, than a scoring window tolerates: with more than `max_missing_fraction` of its
+    rows empty no window is ever scored. Fewer gaps say nothing (one long gap may be an outage)."""
+    max_gap_s = interval_s / (1.0 - WindowConfig().max_missing_fraction)
+    given, first, row_miner = np.unique(batch.miner_id, return_index=True, return_inverse=True)
+    stored_miner = [k for k, m in enumerate(given.tolist()) for _ in stored.get(m, ())]
+    stored_us = [t for m in given.tolist() for t in stored.get(m, ())]
+    miner = np.concatenate((row_miner, np.array(stored_miner, dtype=np.int64)))
+    t_us = np.concatenate((batch.ts_us, np.array(stored_us, dtype=np.int64)))
+    gaps, medians = _median_gaps(miner, t_us, given.shape[0])
+    found: list[tuple[int, FieldViolation]] = []  # (first sample of the miner, violation)
+    for k in np.flatnonzero((gaps >= SPACING_GAPS) & (medians > max_gap_s)).tolist():
+        found.append(
+            (
+                int(first[k]),
+                FieldViolation(
+                    batch.where(int(first[k]), "timestamp"),
+                    f"miner {given[k]!r} sends samples {_minutes(medians[k])} apart; scoring needs one every "
+                    f"{_minutes(interval_s)} (--sample-interval-s {interval_s}), at most "
+                    f"{_minutes(max_gap_s)} apart, or no window holds enough readings: send the raw "
+                    "readings, not hourly aggregates",
+                ),
+            )
+        )
+    found.sort(key=lambda item: item[0])
+    return [violation for _, violation in found]
+
+
+def _median_gaps(miner: np.ndarray, t_us: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(gaps (m,), median gap in seconds (m,)) between each miner's distinct times; miner (K,) holds
+    indices below m, t_us (K,) microseconds."""
+    order = np.lexsort((t_us, miner))
+    miner, t_us = miner[order], t_us[order]
+    step = t_us[1:] - t_us[:-1]
+    own = (miner[1:] == miner[:-1]) & (step > 0)  # repeats of a time are not gaps
+    step, owner = step[own], miner[1:][own]
+    count = np.bincount(owner, minlength=m)
+    step = step[np.lexsort((step, owner))]  # each miner's gaps, ascending, miners in order
+    start = np.concatenate(([0], np.cumsum(count)[:-1]))
+    median = np.zeros(m, dtype=np.float64)
+    has = count > 0
+    low, high = start[has] + (count[has] - 1) // 2, start[has] + count[has] // 2
+    median[has] = (step[low] + step[high]) / 2e6
+    return count, median
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _sample_path(batch: ColumnInput, index: int) -> str:
+    """Where sample `index` was sent: "samples[i]" or "columns.timestamp_ms[j]"."""
+    return f"samples[{index}]" if index < batch.rows else batch.where(index, "timestamp")
 
 
 def _utc_us(us: int) -> datetime:

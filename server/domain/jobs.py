@@ -138,15 +138,18 @@ class JobRecord:
         model_version: str,
         promoted: bool,
         promotion_note: str = "",
+        training_note: str = "",
         **outcome: Any,
     ) -> JobRecord:
         """SUCCEEDED: a model was registered (and made active when `promoted`; else promotion_note
-        says why the active model stays)."""
+        says why the active model stays); training_note says how it was validated."""
         kept = (
             " and made it active"
             if promoted
             else f"; {promotion_note or 'the active model is as good or better, kept it'}"
         )
+        if training_note:
+            kept += f"; {training_note}"
         return self._move(
             JobState.SUCCEEDED,
             finished_at=_now(),

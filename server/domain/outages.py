@@ -18,14 +18,14 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from server.config import Settings
-from server.store import Store
+from server.store import FleetStore
 from server.store.outages import OutageSync
 
 log = logging.getLogger(__name__)
 
 
 def derive_after_ingest(
-    store: Store, settings: Settings, miner_ids: Iterable[str], oldest: datetime
+    store: FleetStore, settings: Settings, miner_ids: Iterable[str], oldest: datetime
 ) -> OutageSync:
     """Derive the outages of the miners a batch touched, from before its oldest sample on."""
     lookback = timedelta(hours=settings.outage_lookback_hours)
@@ -39,7 +39,7 @@ def derive_after_ingest(
     )
 
 
-def scan_fleet(store: Store, settings: Settings) -> OutageSync:
+def scan_fleet(store: FleetStore, settings: Settings) -> OutageSync:
     """Derive the outages of every miner over the lookback before the fleet's newest sample."""
     newest = store.newest_sample()
     if newest is None:

@@ -1,9 +1,15 @@
 """Re-scores miners as their telemetry lands, and the whole fleet whenever a model becomes active.
 
-Ingestion reports which miners a batch touched. Bursts are coalesced: the rescorer wakes, waits
-`interval_s` for more, refreshes the feature cache for everything touched (one query), scores the
-touched miners in one batch and publishes each new score. A backfill (old samples) refreshes the
-cache but is not re-scored or announced, so importing history does not set off a storm.
+Ingestion reports which miners a batch touched, before the batch is acknowledged: the feature cache
+marks them stale at once (so predictions read them from the store until the refresh), and bursts are
+coalesced: the rescorer wakes, waits `interval_s` for more, refreshes the feature cache for
+everything touched (one query), scores the touched miners in one batch and publishes each new score.
+
+A backfill (an import of history) refreshes the cache at once but is re-scored only when the import
+is over (an IngestMetrics stream has ended, or no backfill batch came for `import_settle_s`), and then
+only the miners whose newest row moved past the one they were last scored at, each once: importing
+months of history in many batches is one re-scoring and one publication per miner, not a storm, and
+history older than what a miner has re-scores nothing.
 
 Whenever a model becomes active (at start, a training job's promotion, ActivateModel, a rollback)
 every cached miner is re-scored in the background, `chunk` miners at a time: ListMiners, the gauges
@@ -21,7 +27,10 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from server.domain.active_models import ActiveModels
 from server.domain.feature_cache import FeatureCache
@@ -31,6 +40,9 @@ from server.domain.subscriptions import ScoreHub
 from server.records import Miner, MinerScore, MinerSeries
 
 log = logging.getLogger(__name__)
+
+IMPORT_STREAM_IDLE_S = 30.0
+"""An open import stream that sent nothing for this long no longer holds its import's re-scoring."""
 
 
 @dataclass
@@ -57,6 +69,8 @@ class Rescorer:
         interval_s: float,
         history: History | None = None,
         chunk: int = 500,
+        import_settle_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cache = cache
         self._scoring = scoring
@@ -67,6 +81,13 @@ class Rescorer:
         self._chunk = chunk
         self._stale: set[str] = set()  # cache rows to re-read
         self._pending: set[str] = set()  # miners to re-score and announce
+        self._imported: set[str] = set()  # backfill: re-scored when the import is over, if moved
+        self._import_settle_s = import_settle_s
+        self._clock = clock
+        self._imports_open = 0  # import streams in progress
+        self._import_ended = False  # the last open import stream ended: its import is over
+        self._last_import = 0.0  # clock time of the last backfill batch
+        self._scored_newest: dict[str, np.datetime64] = {}  # miner -> newest row when last scored
         self._fleet_pending = True  # the models loaded at start count as becoming active
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -82,11 +103,42 @@ class Rescorer:
             return RescoreProgress(**vars(self._progress))
 
     def on_ingest(self, miner_ids: set[str], backfill: bool) -> None:
-        """Ingest listener (called on the event loop after a batch is stored)."""
+        """Ingest listener (called on the event loop after a batch is stored, before its
+        acknowledgement)."""
+        self._cache.mark_stale(miner_ids)
         self._stale |= miner_ids
-        if not backfill:
+        if backfill:
+            self._imported |= miner_ids
+            self._last_import = self._clock()
+        else:
             self._pending |= miner_ids
         self._wake.set()
+
+    def on_import(self, started: bool) -> None:
+        """Import listener: an import stream started (True) or ended (False); on the event loop."""
+        self._imports_open = max(0, self._imports_open + (1 if started else -1))
+        if not started and self._imports_open == 0 and self._imported:
+            self._import_ended = True
+            self._wake.set()
+
+    def _import_wait(self) -> float | None:
+        """Seconds until the waiting import is over (0: now), or None when no import waits."""
+        if not self._imported:
+            return None
+        if self._imports_open:
+            idle = self._clock() - self._last_import
+            return max(0.0, IMPORT_STREAM_IDLE_S - idle)
+        if self._import_ended:
+            return 0.0
+        return max(0.0, self._import_settle_s - (self._clock() - self._last_import))
+
+    def _moved(self, miner_id: str) -> bool:
+        """Whether the miner's newest cached row is past the one it was last scored at."""
+        entry = self._cache.get(miner_id)
+        if entry is None or not len(entry[1]):
+            return False
+        scored = self._scored_newest.get(miner_id)
+        return scored is None or bool(entry[1].timestamps[-1] > scored)
 
     def on_models_changed(self) -> None:
         """Model listener: a model became active; re-score the fleet. Safe from any thread."""
@@ -111,7 +163,9 @@ class Rescorer:
     async def _run(self) -> None:
         while True:
             if not self._fleet_pending:
-                await self._wake.wait()
+                wait = self._import_wait()
+                with contextlib.suppress(TimeoutError):  # a waiting import's end wakes it too
+                    await asyncio.wait_for(self._wake.wait(), wait)
                 await asyncio.sleep(self._interval_s)  # let the burst finish
             self._wake.clear()
             if self._fleet_pending:
@@ -122,22 +176,32 @@ class Rescorer:
     async def _ingest_round(self) -> None:
         stale, self._stale = self._stale, set()
         pending, self._pending = self._pending, set()
-        if not stale and not pending:
+        imported: set[str] = set()
+        if self._import_wait() == 0.0:
+            imported, self._imported = self._imported, set()
+            self._import_ended = False
+        if not stale and not pending and not imported:
             return
         try:
             await asyncio.to_thread(self._cache.refresh, stale)
-            if pending and self._models.lstm is not None:
-                entries = [entry for m in sorted(pending) if (entry := self._cache.get(m)) is not None]
+            moved = {m for m in imported - pending if self._moved(m)}
+            if (pending or moved) and self._models.lstm is not None:
+                wanted = sorted(pending | moved)
+                entries = [entry for m in wanted if (entry := self._cache.get(m)) is not None]
                 scores, _ = await asyncio.to_thread(self._score, entries)
                 for score in scores:
                     self._hub.publish(score)
             self.rounds += 1
         except Exception:  # noqa: BLE001 - one bad round must not stop re-scoring
-            log.exception("re-scoring %d miner(s) failed", len(pending))
+            log.exception("re-scoring %d miner(s) failed", len(pending | imported))
 
     def _score(self, entries: list[tuple[Miner, MinerSeries]]) -> tuple[list[MinerScore], int]:
         """Scores entries and records their risk points (blocking)."""
         scores, skipped = self._scoring.score_entries(entries)
+        newest = {miner.miner_id: series.timestamps[-1] for miner, series in entries if len(series)}
+        for score in scores:
+            if score.miner_id in newest:
+                self._scored_newest[score.miner_id] = newest[score.miner_id]
         if self._history is not None:
             try:
                 self._history.record(scores)

@@ -87,6 +87,7 @@ def _train(
 ) -> dict[str, Any]:
     import torch
 
+    from server.domain.training_notes import missing_figures_note, split_note
     from server.models import ModelKind
     from server.models.inference import serving_class
     from server.models.registry import ModelRegistry, PromotionGate, promotion
@@ -166,6 +167,10 @@ def _train(
         raise _Cancelled
     gate = PromotionGate(settings.gate_lstm_min_auc_lower, settings.gate_autoencoder_min_recall)
     promoted, note = promotion(model_kind, result.metrics, active_metrics, gate)
+    validated = [
+        split_note(result.metrics, params.validation_split),
+        missing_figures_note(model_kind, result.metrics, gate),
+    ]
     version = registry.save({**result.to_artifact(job_id=job_id), "promotion_note": note})
     if promoted:
         registry.activate(model_kind, version)
@@ -174,7 +179,9 @@ def _train(
         "model_version": version,
         "promoted": promoted,
         "promotion_note": note,
-        "metrics": {k: _finite(v) for k, v in result.metrics.items()},
+        "training_note": "; ".join(line for line in validated if line),
+        # A figure that could not be computed is left out (a 0 would read as a terrible model).
+        "metrics": {k: float(v) for k, v in result.metrics.items() if math.isfinite(v)},
     }
 
 

@@ -35,7 +35,7 @@ from server.domain.jobs import (
     TrainParams,
 )
 from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, next_step
-from server.store import Store
+from server.store import FleetStore
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class TrainingJobs:
 
     def __init__(
         self,
-        store: Store,
+        store: FleetStore,
         settings: Settings,
         *,
         load_data: Callable[[], Any],
@@ -343,7 +343,10 @@ class TrainingJobs:
                 job = job.progress(elapsed_seconds=elapsed, **payload)
             elif kind == "done":
                 note = str(payload.pop("promotion_note", "") or "")
-                job = job.succeed(elapsed_seconds=elapsed, promotion_note=note, **payload)
+                training_note = str(payload.pop("training_note", "") or "")
+                job = job.succeed(
+                    elapsed_seconds=elapsed, promotion_note=note, training_note=training_note, **payload
+                )
                 # Saved by _supervise once the new model serves, so SUCCEEDED means "in service".
                 process.join(30)
                 return job

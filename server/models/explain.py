@@ -3,18 +3,20 @@
 Occlusion sets one feature's channels (the raw one and those derived from it, see
 `features.CHANNEL_SOURCE`) to 0 over the whole window (0 is the training mean after
 standardisation, i.e. "typical") and measures how much the calibrated risk drops. All 11 occluded
-copies run as one batch. The likely failure mode is a readable rule over which features carry the
-risk and in which direction they deviate; it is a hint for the technician, not a classifier.
+copies run as one batch. The likely failure mode is a readable rule: which modes' telemetry
+signatures the window shows, and which of them the features carrying the risk speak for; it is a hint
+for the technician, not a classifier. Its accuracy against the simulator's modes is in
+bench/results/explain.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from server.models.features import CHANNEL_SOURCE
+from server.models.features import CHANNEL_SOURCE, INPUT_SCHEMA
 from server.records import FEATURE_COLUMNS, FEATURE_UNITS, FailureMode
 
 
@@ -27,6 +29,8 @@ class RiskFactor:
     recent_value: float  # mean over the last quarter of the window, in `unit`; NaN when missing
     unit: str
     deviation: float  # mean standardised value over the same rows (0 = training mean, in std units)
+    channels: dict[str, float] = field(default_factory=dict)
+    """The same mean of every model channel derived from this feature, by INPUT_SCHEMA name."""
 
 
 def occlusion_factors(
@@ -59,49 +63,85 @@ def occlusion_factors(
                 recent_value=float(finite.mean()) if finite.size else float("nan"),
                 unit=FEATURE_UNITS.get(name, ""),
                 deviation=float(x[recent, i].mean()),
+                channels={
+                    INPUT_SCHEMA[c]: float(x[recent, c].mean()) for c in np.flatnonzero(source == i).tolist()
+                },
             )
         )
     return sorted(factors, key=lambda f: f.importance, reverse=True)
 
 
-# Features that speak for each mode, and the deviation (in std units) that counts as evidence.
-_EVIDENCE: dict[FailureMode, tuple[tuple[str, Callable[[float], bool]], ...]] = {
-    FailureMode.FAN: (("fan_speed", lambda d: d < -1.0), ("temperature", lambda d: d > 1.0)),
-    FailureMode.THERMAL: (("temperature", lambda d: d > 1.0), ("temperature_trend", lambda d: d > 1.0)),
-    FailureMode.HASH_BOARD: (
-        ("hashrate", lambda d: d < -1.0),
-        ("hashrate_stability", lambda d: abs(d) > 1.0),
-        ("efficiency", lambda d: d < -1.0),
-    ),
-    FailureMode.PSU: (("power", lambda d: abs(d) > 1.0), ("power_efficiency_trend", lambda d: abs(d) > 1.0)),
-    FailureMode.POOL: (
-        ("rejection_rate", lambda d: d > 1.0),
-        ("rejected_shares", lambda d: d > 1.0),
-        ("accepted_shares", lambda d: d < -1.0),
-    ),
+_THERMAL = ("temperature", "fan_speed", "temperature_trend")
+_HASHING = (
+    "hashrate",
+    "power",
+    "efficiency",
+    "hashrate_stability",
+    "power_efficiency_trend",
+    "accepted_shares",
+)
+# The features whose share of the risk speaks for a mode (occlusion importance, summed).
+_CARRIERS: dict[FailureMode, tuple[str, ...]] = {
+    FailureMode.FAN: (*_THERMAL, *_HASHING),  # a hot miner throttles: its hashing features carry heat
+    FailureMode.THERMAL: (*_THERMAL, *_HASHING),
+    FailureMode.HASH_BOARD: _HASHING,
+    FailureMode.PSU: _HASHING,
+    FailureMode.REBOOT_LOOP: _HASHING,
+    FailureMode.CHIP: ("hashrate", "efficiency", "rejection_rate", "rejected_shares", "accepted_shares"),
+    FailureMode.POOL: ("rejection_rate", "rejected_shares", "accepted_shares"),
 }
 MIN_EVIDENCE = 0.3  # share of the risk a mode's features must carry to be named
+DEVIATES = 1.0  # std units: a channel this far from the training mean deviates
+STRONG = 2.0  # std units: a level drop this large is a lost board, not a flicker
+
+
+def _signatures(signal: Callable[[str], float]) -> dict[FailureMode, bool]:
+    """Which modes' telemetry signature the window shows, from its channels' recent standardised means
+    (0 = the training mean; the per-miner channels compare the miner with its own last 24 h). Checked
+    against the simulator's precursors (bench/explain_modes.py): a failing fan heats the miner while
+    the other fans cannot answer; overheating from outside (dust, ambient) spins every fan up; a lost
+    hash board drops hashrate and power together, in large steps, and the miner runs cooler (a hot
+    miner's drops are throttling); a failing PSU makes power noisy with
+    small droops; a reboot loop has the miner down for whole samples; failing chips lose hashrate and
+    get shares rejected; a pool problem rejects shares at full hashrate."""
+    hot = max(signal("temperature_vs_yesterday"), signal("temperature_vs_median"))  # vs its own past
+    fans_up = signal("fan_vs_median") > DEVIATES or signal("fan_speed") > STRONG
+    hashrate_down = (
+        min(signal("hashrate_ratio"), signal("hashrate_vs_median"), signal("hashrate_min_6h")) < -DEVIATES
+    )
+    rejecting = max(signal("rejection_rate_6h"), signal("rejection_rate")) > DEVIATES
+    reboots = signal("hashrate_down_6h") > DEVIATES
+    heat = hot > DEVIATES  # an overheating miner throttles: its hashrate and power drop too
+    board_lost = not heat and signal("hashrate_vs_median") < -STRONG and signal("power_vs_median") < -STRONG
+    return {
+        FailureMode.THERMAL: heat and fans_up,
+        FailureMode.FAN: heat and not fans_up,
+        FailureMode.REBOOT_LOOP: reboots,
+        FailureMode.HASH_BOARD: board_lost and not reboots,
+        FailureMode.PSU: signal("power_noise_6h") > DEVIATES and not (heat or board_lost or reboots),
+        FailureMode.CHIP: rejecting and hashrate_down,
+        FailureMode.POOL: rejecting and not hashrate_down,
+    }
 
 
 def likely_failure_mode(factors: list[RiskFactor]) -> FailureMode:
-    """The mode whose deviating features carry the most risk, or UNSPECIFIED when none carries enough.
+    """Of the modes whose signature the window shows, the one whose features carry the most risk; or
+    UNSPECIFIED when none shows or none's features carry MIN_EVIDENCE of it.
 
-    FAN needs the fan itself to be slow (its temperature evidence only adds to a slow fan); POOL
-    needs the hashrate to look normal (a sick board also loses shares).
+    The signature decides between modes that load the same features (a lost board and a failing PSU
+    both move hashrate and power; the model may credit either to "power"), the risk shares decide
+    whether the window's risk is about that part of the miner at all.
     """
-    by_name = {f.feature: f for f in factors}
+    channels = {name: value for f in factors for name, value in f.channels.items()}
+    importance = {f.feature: f.importance for f in factors}
 
-    def evidence(mode: FailureMode) -> float:
-        return sum(
-            by_name[n].importance
-            for n, test in _EVIDENCE[mode]
-            if n in by_name and test(by_name[n].deviation)
-        )
+    def signal(name: str) -> float:
+        value = channels.get(name, 0.0)
+        return value if np.isfinite(value) else 0.0
 
-    scores = {mode: evidence(mode) for mode in _EVIDENCE}
-    if "fan_speed" not in by_name or by_name["fan_speed"].deviation >= -1.0:
-        scores[FailureMode.FAN] = 0.0
-    if "hashrate" in by_name and by_name["hashrate"].deviation < -1.0:
-        scores[FailureMode.POOL] = 0.0
-    mode, best = max(scores.items(), key=lambda item: item[1])
+    shown = [mode for mode, present in _signatures(signal).items() if present]
+    if not shown:
+        return FailureMode.UNSPECIFIED
+    carried = {mode: sum(importance.get(n, 0.0) for n in _CARRIERS[mode]) for mode in shown}
+    mode, best = max(carried.items(), key=lambda item: item[1])
     return mode if best >= MIN_EVIDENCE else FailureMode.UNSPECIFIED

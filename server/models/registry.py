@@ -254,7 +254,12 @@ def gate_failure(kind: ModelKind, metrics: dict[str, float], gate: PromotionGate
     (no failures among the validation miners) fails an enabled check: unverified is not served."""
     if kind == ModelKind.LSTM and gate.lstm_min_auc_lower > 0:
         lo, hi = metrics.get("val_roc_auc_lo", math.nan), metrics.get("val_roc_auc_hi", math.nan)
-        if not (math.isfinite(lo) and lo >= gate.lstm_min_auc_lower):
+        if not math.isfinite(lo):
+            return (
+                "validation ROC-AUC could not be computed (no failure among the validation windows); "
+                "unverified is not served (--gate-lstm-min-auc-lower)"
+            )
+        if lo < gate.lstm_min_auc_lower:
             return (
                 f"validation ROC-AUC 95 % interval [{lo:.3f}, {hi:.3f}] does not clear "
                 f"{gate.lstm_min_auc_lower:.3f} (chance is 0.5; --gate-lstm-min-auc-lower)"

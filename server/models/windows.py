@@ -197,6 +197,45 @@ def split_by_miner(windows: WindowSet, validation_split: float, seed: int) -> tu
     return windows.subset(~is_val), windows.subset(is_val)
 
 
+@dataclass(frozen=True)
+class ValidationSplit:
+    """Training and validation windows, and how validation was chosen."""
+
+    train: WindowSet
+    val: WindowSet
+    by_time: bool
+    """True: validation is the last part of each miner's history (too few miners to hold some out)."""
+
+
+def split_for_validation(windows: WindowSet, validation_split: float, seed: int) -> ValidationSplit:
+    """Hold out whole miners (split_by_miner) when `validation_split` of the fleet rounds to at least
+    one miner and leaves one to train on; otherwise validate on the last `validation_split` of each
+    miner's history (split_each_miner_by_time): with one or two miners, holding one out would leave a
+    miner unlearned (and, with two, maybe the one the user wanted scored)."""
+    ids = np.unique(windows.miner_ids)
+    held = int(round(validation_split * ids.size))
+    if 1 <= held < ids.size:
+        return ValidationSplit(*split_by_miner(windows, validation_split, seed), by_time=False)
+    return ValidationSplit(*split_each_miner_by_time(windows, validation_split), by_time=True)
+
+
+def split_each_miner_by_time(windows: WindowSet, validation_split: float) -> tuple[WindowSet, WindowSet]:
+    """(train, validation): validation holds the windows of the last `validation_split` of each miner's
+    window span, training those whose whole label period (gap + horizon) ends before that part starts,
+    so no training label looks into validation. Windows in between belong to neither."""
+    cfg = windows.config
+    ends = windows.window_ends.astype(np.int64)  # (N,) s
+    _, miner = np.unique(windows.miner_ids, return_inverse=True)  # (N,) miner index
+    first = np.full(miner.max() + 1 if len(windows) else 0, np.iinfo(np.int64).max)
+    last = np.full_like(first, np.iinfo(np.int64).min)
+    np.minimum.at(first, miner, ends)
+    np.maximum.at(last, miner, ends)
+    cut = (first + (1.0 - validation_split) * (last - first)).astype(np.int64)[miner]  # (N,)
+    label_end = ends + int((cfg.gap_hours + cfg.horizon_hours) * 3600)
+    start = ends - (cfg.sequence_length - 1) * cfg.sample_interval_s
+    return windows.subset(np.flatnonzero(label_end <= cut)), windows.subset(np.flatnonzero(start >= cut))
+
+
 def split_by_time(
     windows: WindowSet, cutoff: datetime | None = None, train_fraction: float = 0.8
 ) -> tuple[WindowSet, WindowSet]:

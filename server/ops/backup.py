@@ -28,7 +28,7 @@ from pathlib import Path
 from server.errors import AlreadyExists, InvalidArgument
 from server.models import ModelKind
 from server.models.registry import ModelRegistry
-from server.store import Store
+from server.store import FleetStore
 
 MANIFEST = "backup.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -47,7 +47,7 @@ class BackupInfo:
 class Backups:
     """Writes backups of a running server's store and registry under `root`."""
 
-    def __init__(self, store: Store, models_dir: Path, root: Path, db_file: str) -> None:
+    def __init__(self, store: FleetStore, models_dir: Path, root: Path, db_file: str) -> None:
         self._store = store
         self._models_dir = models_dir
         self._root = root

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -43,7 +42,7 @@ from server.domain.feature_cache import FeatureCache
 from server.domain.jobs import JobRecord, JobState
 from server.domain.scores import LatestScores
 from server.records import FEATURE_COLUMNS, Miner, RiskLevel
-from server.store import Store
+from server.store import FleetStore
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +182,7 @@ class FleetCollector(Collector):
 
     def __init__(
         self,
-        store: Store,
+        store: FleetStore,
         scores: LatestScores,
         models: ActiveModels,
         settings: Settings,
@@ -306,9 +305,12 @@ class FleetCollector(Collector):
         yield precision
 
     def _store_size(self) -> GaugeMetricFamily:
-        path: Path = self._store.path
-        size = sum(p.stat().st_size for p in (path, path.with_name(path.name + ".wal")) if p.exists())
-        return GaugeMetricFamily("mfh_store_size_bytes", "DuckDB file plus its write-ahead log.", value=size)
+        size = self._store.size_bytes()
+        return GaugeMetricFamily(
+            "mfh_store_size_bytes",
+            "Store size on disk (DuckDB file and log, or PostgreSQL relations).",
+            value=size,
+        )
 
     def _newest_sample_age(self, now: datetime) -> GaugeMetricFamily:
         seen = [t for t in self._last_seen.get().values() if t is not None]

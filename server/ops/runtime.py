@@ -22,7 +22,7 @@ from server.domain.scores import LatestScores
 from server.ops.audit import AuditLog, RefusalLog
 from server.ops.limits import RateLimiter, SubscriptionSlots
 from server.ops.metrics import FleetCollector, Metrics
-from server.store import Store
+from server.store import FleetStore
 
 log = logging.getLogger("server.security")
 
@@ -70,7 +70,7 @@ class Operations:
     def create(
         cls,
         settings: Settings,
-        store: Store,
+        store: FleetStore,
         scores: LatestScores,
         models: ActiveModels,
         cache: FeatureCache | None = None,

@@ -10,7 +10,7 @@ import numpy as np
 
 from server.records import WriteResult
 from server.sim.fleet import SimulatedFleet
-from server.store import QUALITY_SIMULATED, Store
+from server.store import QUALITY_SIMULATED, FleetStore
 
 R = TypeVar("R")
 
@@ -25,7 +25,7 @@ def _shifted(record: R, shift: timedelta) -> R:
     return dataclasses.replace(record, **moved)  # type: ignore[type-var]
 
 
-def seed_store(store: Store, fleet: SimulatedFleet, shift: timedelta = timedelta(0)) -> WriteResult:
+def seed_store(store: FleetStore, fleet: SimulatedFleet, shift: timedelta = timedelta(0)) -> WriteResult:
     """Write the fleet's miners, samples (flagged QUALITY_SIMULATED), failures and planned states,
     every time moved by `shift` (whole intervals).
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
 import numpy as np
 
 from server.records import (
@@ -28,18 +27,22 @@ from server.records import (
     PlannedStateKind,
 )
 from server.store.samples import to_utc_naive
+from server.store.sql import SqlCursor
 
 
 def _utc(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts is not None else None
 
 
-def add_failures(cur: duckdb.DuckDBPyConnection, events: Sequence[FailureEvent]) -> None:
+def add_failures(cur: SqlCursor, events: Sequence[FailureEvent]) -> None:
     if not events:
         return
     cur.executemany(
-        "INSERT OR REPLACE INTO failure_events (event_id, miner_id, occurred_at, mode, source, repaired_at, "
-        "note, repair_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO failure_events (event_id, miner_id, occurred_at, mode, source, repaired_at, "
+        "note, repair_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET "
+        "miner_id = excluded.miner_id, occurred_at = excluded.occurred_at, mode = excluded.mode, "
+        "source = excluded.source, repaired_at = excluded.repaired_at, note = excluded.note, "
+        "repair_source = excluded.repair_source",
         [
             [
                 e.event_id,
@@ -75,16 +78,14 @@ def _failure(row: tuple[Any, ...]) -> FailureEvent:
     )
 
 
-def get_failure(cur: duckdb.DuckDBPyConnection, event_id: str) -> FailureEvent | None:
+def get_failure(cur: SqlCursor, event_id: str) -> FailureEvent | None:
     row = cur.execute(
         f"SELECT {_FAILURE_COLUMNS} FROM failure_events WHERE event_id = ?", [event_id]
     ).fetchone()
     return _failure(row) if row else None
 
 
-def set_repair(
-    cur: duckdb.DuckDBPyConnection, event_id: str, repaired_at: datetime, note: str | None
-) -> None:
+def set_repair(cur: SqlCursor, event_id: str, repaired_at: datetime, note: str | None) -> None:
     """Record a repair time (a recorded repair: repair_source as the event's own source)."""
     cur.execute(
         "UPDATE failure_events SET repaired_at = ?, repair_source = NULL, note = coalesce(?, note) "
@@ -93,7 +94,7 @@ def set_repair(
     )
 
 
-def list_failures(cur: duckdb.DuckDBPyConnection, miner_id: str | None, limit: int) -> list[FailureEvent]:
+def list_failures(cur: SqlCursor, miner_id: str | None, limit: int) -> list[FailureEvent]:
     rows = cur.execute(
         f"""
         SELECT {_FAILURE_COLUMNS} FROM failure_events
@@ -106,7 +107,7 @@ def list_failures(cur: duckdb.DuckDBPyConnection, miner_id: str | None, limit: i
 
 
 def miner_conditions(
-    cur: duckdb.DuckDBPyConnection, last_seen: dict[str, datetime] | None = None
+    cur: SqlCursor, last_seen: dict[str, datetime] | None = None
 ) -> dict[str, MinerCondition]:
     """Every miner's newest sample, oldest open recorded failure, open derived outage and newest
     repair up to its newest sample, in one query. `last_seen` (miner_id -> newest sample time, e.g.
@@ -125,7 +126,8 @@ def miner_conditions(
         f"""
         WITH seen AS ({seen}),
         failed AS (
-            SELECT miner_id, min(occurred_at) AS at, arg_min(mode, occurred_at) AS mode FROM failure_events
+            SELECT miner_id, min(occurred_at) AS at, (array_agg(mode ORDER BY occurred_at))[1] AS mode
+            FROM failure_events
             WHERE repaired_at IS NULL AND source <> $derived GROUP BY miner_id
         ),
         outage AS (
@@ -150,12 +152,13 @@ def miner_conditions(
     }
 
 
-def add_planned_states(cur: duckdb.DuckDBPyConnection, states: Sequence[PlannedState]) -> None:
+def add_planned_states(cur: SqlCursor, states: Sequence[PlannedState]) -> None:
     if not states:
         return
     cur.executemany(
-        "INSERT OR REPLACE INTO planned_states (state_id, miner_id, kind, start_at, end_at, note) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO planned_states (state_id, miner_id, kind, start_at, end_at, note) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (state_id) DO UPDATE SET miner_id = excluded.miner_id, "
+        "kind = excluded.kind, start_at = excluded.start_at, end_at = excluded.end_at, note = excluded.note",
         [
             [s.state_id, s.miner_id, int(s.kind), to_utc_naive(s.start), to_utc_naive(s.end), s.note]
             for s in states
@@ -163,7 +166,7 @@ def add_planned_states(cur: duckdb.DuckDBPyConnection, states: Sequence[PlannedS
     )
 
 
-def list_planned_states(cur: duckdb.DuckDBPyConnection, miner_id: str | None) -> list[PlannedState]:
+def list_planned_states(cur: SqlCursor, miner_id: str | None) -> list[PlannedState]:
     rows = cur.execute(
         """
         SELECT state_id, miner_id, kind, start_at, end_at, note FROM planned_states
@@ -186,7 +189,7 @@ def list_planned_states(cur: duckdb.DuckDBPyConnection, miner_id: str | None) ->
 
 
 def add_feedback(
-    cur: duckdb.DuckDBPyConnection,
+    cur: SqlCursor,
     miner_id: str,
     verdict: int,
     model_version: str,
@@ -202,9 +205,7 @@ def add_feedback(
     return feedback_id
 
 
-def list_feedback(
-    cur: duckdb.DuckDBPyConnection, miner_id: str | None, limit: int
-) -> list[dict[str, object]]:
+def list_feedback(cur: SqlCursor, miner_id: str | None, limit: int) -> list[dict[str, object]]:
     rows = cur.execute(
         """
         SELECT feedback_id, miner_id, verdict, model_version, note, recorded_at FROM feedback

@@ -109,11 +109,13 @@ def _series_sql(interval_s: int) -> str:
     features AS (
         SELECT *,
             d_rej / nullif(d_acc + d_rej, 0) AS rejection_rate,
-            regr_slope(temperature_c, t_h) OVER last_hour AS temperature_trend,
+            CASE WHEN count(temperature_c) OVER last_hour >= 2
+                 THEN regr_slope(temperature_c, t_h) OVER last_hour END AS temperature_trend,
             CASE WHEN count(hashrate_ths) OVER last_hour >= 2 AND avg(hashrate_ths) OVER last_hour > 0
                  THEN stddev_pop(hashrate_ths) OVER last_hour / avg(hashrate_ths) OVER last_hour END
                 AS hashrate_stability,
-            regr_slope(efficiency, t_h) OVER last_hour AS power_efficiency_trend
+            CASE WHEN count(efficiency) OVER last_hour >= 2
+                 THEN regr_slope(efficiency, t_h) OVER last_hour END AS power_efficiency_trend
         FROM deltas
         WINDOW last_hour AS (PARTITION BY miner_id ORDER BY bucket ROWS BETWEEN {n_preceding} PRECEDING
                             AND CURRENT ROW)

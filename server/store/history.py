@@ -25,6 +25,7 @@ import numpy as np
 from server.records import FEATURE_COLUMNS, RiskLevel
 from server.store.features import VALUE_COLUMNS, feature_rows_sql, trailing_rows
 from server.store.samples import to_utc_naive
+from server.store.sql import SqlCursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ _COLUMNS = (
 )
 
 
-def write_risk_points(cur: duckdb.DuckDBPyConnection, points: Sequence[RiskPoint]) -> int:
+def write_risk_points(cur: SqlCursor, points: Sequence[RiskPoint]) -> int:
     """Append points inside the caller's transaction (a key written again supersedes the older row on
     read); returns the count."""
     if not points:
@@ -82,15 +83,17 @@ def write_risk_points(cur: duckdb.DuckDBPyConnection, points: Sequence[RiskPoint
     return len(points)
 
 
-def read_risk_points(
-    cur: duckdb.DuckDBPyConnection, miner_id: str, start: datetime, end: datetime
-) -> list[RiskPoint]:
+def read_risk_points(cur: SqlCursor, miner_id: str, start: datetime, end: datetime) -> list[RiskPoint]:
     """A (resolved) miner's points with start <= window end < end, oldest first, then by version."""
     rows = cur.execute(
         f"""
-        SELECT {", ".join(_COLUMNS)} FROM risk_history
-        WHERE miner_id = $miner AND window_end >= $start AND window_end < $end
-        QUALIFY row_number() OVER (PARTITION BY window_end, model_version ORDER BY scored_at DESC) = 1
+        SELECT {", ".join(_COLUMNS)} FROM (
+            SELECT *,
+                row_number() OVER (PARTITION BY window_end, model_version ORDER BY scored_at DESC) AS newest
+            FROM risk_history
+            WHERE miner_id = $miner AND window_end >= $start AND window_end < $end
+        ) points
+        WHERE newest = 1
         ORDER BY window_end, model_version
         """,
         {"miner": miner_id, "start": to_utc_naive(start), "end": to_utc_naive(end)},
@@ -111,12 +114,12 @@ def read_risk_points(
     ]
 
 
-def prune_risk_points(cur: duckdb.DuckDBPyConnection, before: datetime) -> int:
+def prune_risk_points(cur: SqlCursor, before: datetime) -> int:
     """Delete points whose window ended before `before`; returns how many."""
-    row = cur.execute(
-        "DELETE FROM risk_history WHERE window_end < $before", {"before": to_utc_naive(before)}
+    deleted = cur.execute(
+        "DELETE FROM risk_history WHERE window_end < $before RETURNING 1", {"before": to_utc_naive(before)}
     ).fetchall()
-    return int(row[0][0]) if row else 0
+    return len(deleted)
 
 
 # ---- telemetry on a grid ----------------------------------------------------------------------------

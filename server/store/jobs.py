@@ -12,10 +12,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
-
 from server.store.samples import to_utc_naive
-from server.store.sql import fetch_one
+from server.store.sql import SqlCursor, fetch_one
 
 
 def _json_default(value: object) -> object:
@@ -37,7 +35,7 @@ def _created_at(value: object, now: datetime) -> datetime:
     return now
 
 
-def save_job(cur: duckdb.DuckDBPyConnection, job_id: str, record: dict[str, Any]) -> None:
+def save_job(cur: SqlCursor, job_id: str, record: dict[str, Any]) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
     text = json.dumps(record, default=_json_default, sort_keys=True)
     existing = fetch_one(cur, "SELECT created_at FROM training_jobs WHERE job_id = ?", [job_id])
@@ -45,8 +43,11 @@ def save_job(cur: duckdb.DuckDBPyConnection, job_id: str, record: dict[str, Any]
     request_id = record.get("request_id") or None
     state = record.get("state", "")
     cur.execute(
-        "INSERT OR REPLACE INTO training_jobs "
-        "(job_id, kind, state, created_at, updated_at, request_id, record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO training_jobs "
+        "(job_id, kind, state, created_at, updated_at, request_id, record) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (job_id) DO UPDATE SET kind = excluded.kind, state = excluded.state, "
+        "created_at = excluded.created_at, updated_at = excluded.updated_at, "
+        "request_id = excluded.request_id, record = excluded.record",
         [
             job_id,
             int(record.get("kind", 0)),
@@ -63,11 +64,11 @@ def _load(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
     return json.loads(row[0]) if row else None
 
 
-def get_job(cur: duckdb.DuckDBPyConnection, job_id: str) -> dict[str, Any] | None:
+def get_job(cur: SqlCursor, job_id: str) -> dict[str, Any] | None:
     return _load(fetch_one(cur, "SELECT record FROM training_jobs WHERE job_id = ?", [job_id]))
 
 
-def find_job_by_request_id(cur: duckdb.DuckDBPyConnection, request_id: str) -> dict[str, Any] | None:
+def find_job_by_request_id(cur: SqlCursor, request_id: str) -> dict[str, Any] | None:
     row = fetch_one(
         cur,
         "SELECT record FROM training_jobs WHERE request_id = ? ORDER BY created_at DESC LIMIT 1",
@@ -76,7 +77,7 @@ def find_job_by_request_id(cur: duckdb.DuckDBPyConnection, request_id: str) -> d
     return _load(row)
 
 
-def list_jobs(cur: duckdb.DuckDBPyConnection, kind: int | None, limit: int) -> list[dict[str, Any]]:
+def list_jobs(cur: SqlCursor, kind: int | None, limit: int) -> list[dict[str, Any]]:
     rows = cur.execute(
         """
         SELECT record FROM training_jobs WHERE $1::INTEGER IS NULL OR kind = $1

@@ -14,11 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import duckdb
-
 from server.errors import MinerNotFound
 from server.records import Miner
-from server.store.sql import fetch_one
+from server.store.sql import SqlCursor, fetch_one
 
 _MINER_COLUMNS = "miner_id, hardware_model, make, nominal_hashrate_ths, nominal_power_w, serial, mac, site"
 
@@ -55,7 +53,7 @@ def miner_from_row(row: Sequence[object]) -> Miner:
     )
 
 
-def resolve_many(cur: duckdb.DuckDBPyConnection, aliases: Iterable[str]) -> dict[str, str]:
+def resolve_many(cur: SqlCursor, aliases: Iterable[str]) -> dict[str, str]:
     """Map each known alias (id, IP, serial or MAC) to its miner_id; unknown ones are left out."""
     wanted = sorted({a for a in aliases} | {normalize_mac(a) for a in aliases})
     if not wanted:
@@ -73,7 +71,7 @@ def resolve_many(cur: duckdb.DuckDBPyConnection, aliases: Iterable[str]) -> dict
     return resolved
 
 
-def get_miner(cur: duckdb.DuckDBPyConnection, alias: str) -> Miner | None:
+def get_miner(cur: SqlCursor, alias: str) -> Miner | None:
     miner_id = resolve_many(cur, [alias]).get(alias)
     if miner_id is None:
         return None
@@ -81,12 +79,12 @@ def get_miner(cur: duckdb.DuckDBPyConnection, alias: str) -> Miner | None:
     return miner_from_row(row) if row else None
 
 
-def list_miners(cur: duckdb.DuckDBPyConnection) -> list[Miner]:
+def list_miners(cur: SqlCursor) -> list[Miner]:
     rows = cur.execute(f"SELECT {_MINER_COLUMNS} FROM miners ORDER BY miner_id").fetchall()
     return [miner_from_row(row) for row in rows]
 
 
-def _add_aliases(cur: duckdb.DuckDBPyConnection, miner_id: str, miner: Miner, now: datetime) -> None:
+def _add_aliases(cur: SqlCursor, miner_id: str, miner: Miner, now: datetime) -> None:
     aliases = [(miner.miner_id, _id_kind(miner.miner_id))]
     if miner.serial:
         aliases.append((miner.serial.strip(), "serial"))
@@ -96,12 +94,14 @@ def _add_aliases(cur: duckdb.DuckDBPyConnection, miner_id: str, miner: Miner, no
         if fetch_one(cur, "SELECT 1 FROM miners WHERE miner_id = ? AND miner_id <> ?", [alias, miner_id]):
             continue  # another miner's own id: never repointed
         cur.execute(
-            "INSERT OR REPLACE INTO miner_aliases (alias, miner_id, kind, seen_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO miner_aliases (alias, miner_id, kind, seen_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (alias) DO UPDATE SET miner_id = excluded.miner_id, kind = excluded.kind, "
+            "seen_at = excluded.seen_at",
             [alias, miner_id, kind, now],
         )
 
 
-def upsert_miners(cur: duckdb.DuckDBPyConnection, miners: Sequence[Miner]) -> list[str]:
+def upsert_miners(cur: SqlCursor, miners: Sequence[Miner]) -> list[str]:
     """Insert or update miners (inside the caller's transaction); returns their miner_ids.
 
     On update, empty strings and zero nominal values in the incoming record keep the stored value.
@@ -161,7 +161,7 @@ def upsert_miners(cur: duckdb.DuckDBPyConnection, miners: Sequence[Miner]) -> li
     return miner_ids
 
 
-def lookup(cur: duckdb.DuckDBPyConnection, aliases: Iterable[str]) -> dict[str, Miner]:
+def lookup(cur: SqlCursor, aliases: Iterable[str]) -> dict[str, Miner]:
     """Each known alias (id, IP, serial or MAC) -> its miner's record; unknown ones are left out."""
     resolved = resolve_many(cur, aliases)
     if not resolved:
@@ -175,7 +175,7 @@ def lookup(cur: duckdb.DuckDBPyConnection, aliases: Iterable[str]) -> dict[str, 
 
 
 def resolve_batch(
-    cur: duckdb.DuckDBPyConnection,
+    cur: SqlCursor,
     given: Sequence[str],
     identities: Mapping[str, Miner],
     *,
@@ -223,7 +223,7 @@ def resolve_batch(
     return resolved, len(registered)
 
 
-def miner_stats(cur: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, datetime | None]]:
+def miner_stats(cur: SqlCursor) -> dict[str, tuple[int, datetime | None]]:
     rows = cur.execute(
         """
         SELECT m.miner_id, coalesce(s.n, 0), s.last_ts

@@ -31,12 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import numpy as np
 
 from server.records import EventSource, FailureMode
 from server.store.samples import to_utc_naive
-from server.store.sql import fetch_one
+from server.store.sql import SqlCursor, fetch_one
 
 NOTE = "derived: no hashrate (zero or no samples) for longer than {minutes:g} min"
 
@@ -80,7 +79,7 @@ def _stretches_sql(interval_s: int) -> str:
     stretches AS (
         SELECT miner_id, g,
             min(ts) FILTER (WHERE up = 1) AS last_up,
-            arg_min(kind, ts) FILTER (WHERE up = 1) AS opened_by,
+            (array_agg(kind ORDER BY ts) FILTER (WHERE up = 1))[1] AS opened_by,
             min(ts) FILTER (WHERE up = 0) AS first_down
         FROM grouped GROUP BY miner_id, g
     ),
@@ -89,7 +88,7 @@ def _stretches_sql(interval_s: int) -> str:
     ),
     candidates AS (
         SELECT miner_id, last_up, first_down,
-            coalesce(first_down, last_up + INTERVAL {int(interval_s)} SECOND) AS occurred_at,
+            coalesce(first_down, last_up + INTERVAL '{int(interval_s)} seconds') AS occurred_at,
             next_up AS repaired_at
         FROM bounded
         WHERE coalesce(opened_by, '') <> 'planned_start' AND (first_down IS NOT NULL OR last_up IS NOT NULL)
@@ -122,7 +121,7 @@ def superseded_sql(miner: str, start: str, end: str) -> str:
         ))"""
 
 
-def drop_superseded(cur: duckdb.DuckDBPyConnection, miner_ids: Sequence[str]) -> int:
+def drop_superseded(cur: SqlCursor, miner_ids: Sequence[str]) -> int:
     """Delete the given miners' derived outages that a recorded failure or planned state supersedes
     (see superseded_sql), inside the caller's transaction; returns how many."""
     if not miner_ids:
@@ -151,7 +150,7 @@ def drop_superseded(cur: duckdb.DuckDBPyConnection, miner_ids: Sequence[str]) ->
 
 
 def sync_derived_outages(
-    cur: duckdb.DuckDBPyConnection,
+    cur: SqlCursor,
     miner_ids: Sequence[str],
     since: datetime,
     min_duration: timedelta,
@@ -234,7 +233,7 @@ def sync_derived_outages(
     return OutageSync(added, updated, len(stale))
 
 
-def derive_repairs(cur: duckdb.DuckDBPyConnection, miner_ids: Sequence[str], silent: timedelta) -> int:
+def derive_repairs(cur: SqlCursor, miner_ids: Sequence[str], silent: timedelta) -> int:
     """Give the given miners' unrepaired recorded failures (any source but DERIVED) the repair that
     their telemetry shows, marked repair_source DERIVED, inside the caller's transaction; returns
     how many. The repair is the first sample with hashrate > 0 after the failure that follows the
@@ -272,7 +271,7 @@ def derive_repairs(cur: duckdb.DuckDBPyConnection, miner_ids: Sequence[str], sil
     return len(found)
 
 
-def newest_sample(cur: duckdb.DuckDBPyConnection) -> datetime | None:
+def newest_sample(cur: SqlCursor) -> datetime | None:
     """The newest sample time of the whole fleet (UTC), or None for an empty store."""
     row = fetch_one(cur, "SELECT max(ts) FROM samples")
     return row[0].replace(tzinfo=UTC) if row and row[0] is not None else None

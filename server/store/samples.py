@@ -27,7 +27,7 @@ import duckdb
 import numpy as np
 
 from server.records import BoardReading, Sample
-from server.store.sql import fetch_one
+from server.store.sql import SqlCursor, fetch_one
 
 QUALITY_PARTIAL = 1
 """At least one of the six metrics is missing."""
@@ -329,6 +329,56 @@ def _horizons_sql(retention_s: float) -> str:
     )
 
 
+def hourly_rows_sql(old_samples: str, quality_type: str) -> str:
+    """SELECT of samples_hourly rows (its columns, in order) folding the samples that the FROM item
+    `old_samples` yields (alias s); both engines run it (quality_type: their small unsigned int)."""
+    return f"""
+        WITH d AS (
+            SELECT s.miner_id, date_trunc('hour', s.ts) AS hour, s.hashrate_ths, s.temperature_c,
+                s.fan_speed_rpm, s.power_w, s.quality, s.accepted_shares, s.rejected_shares,
+                lag(s.accepted_shares) OVER w AS prev_accepted_shares,
+                lag(s.rejected_shares) OVER w AS prev_rejected_shares
+            FROM {old_samples}
+            WINDOW w AS (PARTITION BY s.miner_id ORDER BY s.ts)
+        )
+        SELECT miner_id, hour, count(*)::INTEGER AS n_samples,
+            avg(hashrate_ths) AS hashrate_ths_mean, min(hashrate_ths) AS hashrate_ths_min,
+            max(hashrate_ths) AS hashrate_ths_max,
+            avg(temperature_c) AS temperature_c_mean, max(temperature_c) AS temperature_c_max,
+            avg(fan_speed_rpm) AS fan_speed_rpm_mean, min(fan_speed_rpm) AS fan_speed_rpm_min,
+            avg(power_w) AS power_w_mean, max(power_w) AS power_w_max,
+            sum({_delta_sql("accepted_shares")})::BIGINT AS accepted_shares_delta,
+            sum({_delta_sql("rejected_shares")})::BIGINT AS rejected_shares_delta,
+            bit_or(quality)::{quality_type} AS quality
+        FROM d GROUP BY miner_id, hour
+    """
+
+
+def hourly_merge_sql(rolled: str) -> str:
+    """INSERT of the hourly rows in table `rolled` into samples_hourly, merging an hour already
+    there (late samples after an earlier roll-up); both engines run it."""
+    h, x = "samples_hourly", "excluded"
+    merged = [f"n_samples = {h}.n_samples + {x}.n_samples"]
+    for name in _HOURLY_MEANS:
+        merged.append(
+            f"{name} = CASE WHEN {h}.{name} IS NULL THEN {x}.{name} WHEN {x}.{name} IS NULL THEN {h}.{name} "
+            f"ELSE ({h}.{name} * {h}.n_samples + {x}.{name} * {x}.n_samples) "
+            f"/ ({h}.n_samples + {x}.n_samples) END"
+        )
+    for name, pick in _HOURLY_EXTREMES.items():
+        merged.append(f"{name} = {pick}({h}.{name}, {x}.{name})")  # NULLs are ignored
+    for name in ("accepted_shares_delta", "rejected_shares_delta"):
+        merged.append(
+            f"{name} = CASE WHEN {h}.{name} IS NULL THEN {x}.{name} WHEN {x}.{name} IS NULL THEN {h}.{name} "
+            f"ELSE {h}.{name} + {x}.{name} END"
+        )
+    merged.append(f"quality = {h}.quality | {x}.quality")
+    return (
+        f"INSERT INTO samples_hourly SELECT * FROM {rolled} ON CONFLICT (miner_id, hour) DO UPDATE SET "
+        + ", ".join(merged)
+    )
+
+
 def roll_up(cur: duckdb.DuckDBPyConnection, retention: timedelta) -> tuple[int, int]:
     """Fold each miner's raw samples older than its horizon (its newest sample minus `retention`,
     floored to a whole UTC hour) into samples_hourly and delete them, inside the caller's
@@ -352,48 +402,12 @@ def roll_up(cur: duckdb.DuckDBPyConnection, retention: timedelta) -> tuple[int, 
         cur.execute("DROP TABLE horizons")
         return 0, 0
     cur.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE rolled AS
-        WITH d AS (
-            SELECT miner_id, date_trunc('hour', ts) AS hour, hashrate_ths, temperature_c, fan_speed_rpm,
-                power_w, quality, accepted_shares, rejected_shares,
-                lag(accepted_shares) OVER w AS prev_accepted_shares,
-                lag(rejected_shares) OVER w AS prev_rejected_shares
-            FROM samples s SEMI JOIN horizons h ON s.miner_id = h.miner_id AND s.ts < h.horizon
-            WINDOW w AS (PARTITION BY miner_id ORDER BY ts)
+        "CREATE OR REPLACE TEMP TABLE rolled AS "
+        + hourly_rows_sql(
+            "samples s SEMI JOIN horizons h ON s.miner_id = h.miner_id AND s.ts < h.horizon", "UTINYINT"
         )
-        SELECT miner_id, hour, count(*)::INTEGER AS n_samples,
-            avg(hashrate_ths) AS hashrate_ths_mean, min(hashrate_ths) AS hashrate_ths_min,
-            max(hashrate_ths) AS hashrate_ths_max,
-            avg(temperature_c) AS temperature_c_mean, max(temperature_c) AS temperature_c_max,
-            avg(fan_speed_rpm) AS fan_speed_rpm_mean, min(fan_speed_rpm) AS fan_speed_rpm_min,
-            avg(power_w) AS power_w_mean, max(power_w) AS power_w_max,
-            sum({_delta_sql("accepted_shares")})::BIGINT AS accepted_shares_delta,
-            sum({_delta_sql("rejected_shares")})::BIGINT AS rejected_shares_delta,
-            bit_or(quality)::UTINYINT AS quality
-        FROM d GROUP BY miner_id, hour
-        """
     )
-    h, x = "samples_hourly", "excluded"
-    merged = [f"n_samples = {h}.n_samples + {x}.n_samples"]
-    for name in _HOURLY_MEANS:
-        merged.append(
-            f"{name} = CASE WHEN {h}.{name} IS NULL THEN {x}.{name} WHEN {x}.{name} IS NULL THEN {h}.{name} "
-            f"ELSE ({h}.{name} * {h}.n_samples + {x}.{name} * {x}.n_samples) "
-            f"/ ({h}.n_samples + {x}.n_samples) END"
-        )
-    for name, pick in _HOURLY_EXTREMES.items():
-        merged.append(f"{name} = {pick}({h}.{name}, {x}.{name})")  # NULLs are ignored
-    for name in ("accepted_shares_delta", "rejected_shares_delta"):
-        merged.append(
-            f"{name} = CASE WHEN {h}.{name} IS NULL THEN {x}.{name} WHEN {x}.{name} IS NULL THEN {h}.{name} "
-            f"ELSE {h}.{name} + {x}.{name} END"
-        )
-    merged.append(f"quality = {h}.quality | {x}.quality")
-    cur.execute(
-        "INSERT INTO samples_hourly SELECT * FROM rolled ON CONFLICT (miner_id, hour) DO UPDATE SET "
-        + ", ".join(merged)
-    )
+    cur.execute(hourly_merge_sql("rolled"))
     row = fetch_one(cur, "SELECT count(*) FROM rolled")
     n_hours = int(row[0]) if row else 0
     cur.execute("DROP TABLE rolled")
@@ -424,6 +438,32 @@ def count_past_horizon(
     )
     cur.unregister("reported")
     return int(row[0]) if row else 0
+
+
+def recent_times(
+    cur: SqlCursor, aliases: np.ndarray, until: np.ndarray, lookback: timedelta, limit: int
+) -> dict[str, list[datetime]]:
+    """alias -> the times of its miner's newest `limit` stored samples in [until - lookback, until),
+    oldest first, for miners named by any alias (M,) with a naive-UTC datetime64 `until` each (M,);
+    miners with none are left out. Ingestion reads a miner's recent sample spacing from it."""
+    cur.register(
+        "asked", {"alias": np.asarray(aliases, dtype=object), "until": until.astype("datetime64[us]")}
+    )
+    rows = cur.execute(
+        """
+        SELECT alias, ts FROM (
+            SELECT q.alias, s.ts, row_number() OVER (PARTITION BY q.alias ORDER BY s.ts DESC) AS newest
+            FROM asked q JOIN miner_aliases a ON a.alias = q.alias
+            JOIN samples s ON s.miner_id = a.miner_id AND s.ts < q.until AND s.ts >= q.until - $1
+        ) recent WHERE newest <= $2 ORDER BY alias, ts
+        """,
+        [lookback, limit],
+    ).fetchall()
+    cur.unregister("asked")
+    times: dict[str, list[datetime]] = {}
+    for alias, ts in rows:
+        times.setdefault(str(alias), []).append(ts.replace(tzinfo=UTC))
+    return times
 
 
 def read_hourly(cur: duckdb.DuckDBPyConnection, miner_id: str) -> list[dict[str, object]]:

@@ -8,9 +8,16 @@ The server installs them in this order, outermost first:
     AuditInterceptor        writes who did what for state-changing RPCs
     LimitsInterceptor       refuses calls already cancelled or past their deadline; rate limits
 
-Auth and limits raise domain errors (Unauthenticated, PermissionDenied, RateLimited), so the one
-error-mapping interceptor turns them into statuses like any other error. Health and reflection are
-never authenticated (load balancers and grpcurl need them).
+What each interceptor does for an RPC comes from its one policy (server/transport/policy.py: role,
+rate class, audit); an RPC without a policy is refused to every caller. Auth and limits raise domain
+errors (Unauthenticated, PermissionDenied, RateLimited), so the one error-mapping interceptor turns
+them into statuses like any other error. Health and reflection are never authenticated (load
+balancers and grpcurl need them).
+
+The wrapping is written here rather than taken from grpc-interceptor (PyPI): its one `intercept`
+serves unary and streaming calls alike, so each interceptor would have to tell them apart from the
+handler's result to time or audit a stream's end; and it wraps every method, where these wrap only
+the calls a policy names (audit) and leave health and reflection alone.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
-from mining.analytics.v1alpha1 import fleet_pb2, telemetry_pb2
+from mining.analytics.v1alpha1 import telemetry_pb2
 
 from server import auth
 from server.auth import Principal, Role, TokenStore
@@ -32,48 +39,11 @@ from server.ops.audit import AuditLog, RefusalLog
 from server.ops.limits import RateLimiter
 from server.ops.metrics import Metrics
 from server.transport.codes import grpc_code
+from server.transport.policy import PACKAGE, Audit, RateClass, policy_for
 
 log = logging.getLogger(__name__)
 
-PACKAGE = fleet_pb2.DESCRIPTOR.package
 UNAUTHENTICATED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
-
-# The role each RPC needs. An RPC missing here is refused to every token (a test checks that every
-# RPC in the protos is listed), so a new RPC is never served unprotected by accident.
-REQUIRED_ROLE: dict[str, Role] = {
-    f"/{PACKAGE}.{name}": role
-    for name, role in {
-        "FleetService/Status": Role.READER,
-        "FleetService/ListMiners": Role.READER,
-        "FleetService/GetMiner": Role.READER,
-        "FleetService/UpsertMiner": Role.WRITER,
-        "FleetService/Backup": Role.TRAINER,
-        "ScoringService/PredictFailureRisk": Role.READER,
-        "ScoringService/DetectAnomalies": Role.READER,
-        "ScoringService/ScoreFleet": Role.READER,
-        "ScoringService/SubscribeScores": Role.READER,
-        "TelemetryService/WriteMetrics": Role.WRITER,
-        "TelemetryService/IngestMetrics": Role.WRITER,
-        "TelemetryService/RecordFailure": Role.WRITER,
-        "TelemetryService/RecordRepair": Role.WRITER,
-        "TelemetryService/ListFailures": Role.READER,
-        "TelemetryService/SetPlannedState": Role.WRITER,
-        "TelemetryService/RecordFeedback": Role.WRITER,
-        "TrainingService/Train": Role.TRAINER,
-        "TrainingService/GetTrainJob": Role.READER,
-        "TrainingService/ListTrainJobs": Role.READER,
-        "TrainingService/WatchTrainJob": Role.READER,
-        "TrainingService/CancelTrainJob": Role.TRAINER,
-        "TrainingService/ListModels": Role.READER,
-        "TrainingService/ActivateModel": Role.TRAINER,
-        "HistoryService/GetMinerTelemetry": Role.READER,
-        "HistoryService/GetMinerRiskHistory": Role.READER,
-        "HistoryService/ListMinerEvents": Role.READER,
-    }.items()
-}
-
-# Calls that cost seconds of CPU: rate limited per client.
-EXPENSIVE = frozenset({f"/{PACKAGE}.TrainingService/Train", f"/{PACKAGE}.ScoringService/ScoreFleet"})
 
 Behavior = Callable[..., Any]
 Wrap = Callable[[str, Behavior], Behavior]
@@ -256,7 +226,26 @@ class AuthInterceptor(_Interceptor):
         self._trust = trust or ProxyTrust()
 
     def authenticate(self, method: str, context: grpc.aio.ServicerContext) -> Principal:
+        """The caller, allowed by the RPC's policy; an RPC without a policy is refused to everyone."""
         address = self._trust.client_address(context)
+        principal = self._resolve(method, address, context)
+        policy = policy_for(method)
+        if policy is None:
+            self._deny(method, address, "PERMISSION_DENIED", principal.name)
+            raise PermissionDenied(
+                f"{short_method(method)} has no policy on this server, so it is refused to every caller",
+                metadata={"required_role": ""},
+            )
+        if not principal.has(policy.role):
+            self._deny(method, address, "PERMISSION_DENIED", principal.name)
+            raise PermissionDenied(
+                f"token {principal.name!r} may not call {short_method(method)}: it needs the role "
+                f"{policy.role.value}",
+                metadata={"required_role": policy.role.value},
+            )
+        return principal
+
+    def _resolve(self, method: str, address: str, context: grpc.aio.ServicerContext) -> Principal:
         if self._tokens is None:
             return Principal(name=address, roles=frozenset(Role))
         token = None
@@ -275,14 +264,6 @@ class AuthInterceptor(_Interceptor):
         if principal is None:
             self._deny(method, address, "UNAUTHENTICATED")
             raise Unauthenticated("invalid token: it is not in the server's tokens file")
-        role = REQUIRED_ROLE.get(method)
-        if role is None or not principal.has(role):
-            self._deny(method, address, "PERMISSION_DENIED", principal.name)
-            needed = role.value if role else "a role this server does not grant for it"
-            raise PermissionDenied(
-                f"token {principal.name!r} may not call {short_method(method)}: it needs the role {needed}",
-                metadata={"required_role": role.value if role else ""},
-            )
         return principal
 
     def _deny(self, method: str, address: str, outcome: str, who: str = "") -> None:
@@ -315,83 +296,8 @@ class AuthInterceptor(_Interceptor):
 # ---- audit ----------------------------------------------------------------------------------------
 
 
-def _enum_name(message: Any, field: str) -> str:
-    value = getattr(message, field)
-    descriptor = message.DESCRIPTOR.fields_by_name[field].enum_type
-    named = descriptor.values_by_number.get(value)
-    return named.name if named else str(value)
-
-
-# method -> (action, fields from the request, fields from the response)
-_AUDITED: dict[str, tuple[str, Callable[[Any], dict[str, Any]], Callable[[Any], dict[str, Any]]]] = {
-    f"/{PACKAGE}.{name}": spec
-    for name, spec in {
-        "TrainingService/Train": (
-            "train",
-            lambda q: {"model_kind": _enum_name(q, "model_kind"), "request_id": q.request_id},
-            lambda r: {"job_id": r.job_id},
-        ),
-        "TrainingService/CancelTrainJob": (
-            "cancel_job",
-            lambda q: {"job_id": q.job_id},
-            lambda r: {"state": _enum_name(r, "state")},
-        ),
-        "TrainingService/ActivateModel": (
-            "activate_model",
-            lambda q: {"model_kind": _enum_name(q, "model_kind"), "version": q.version},
-            lambda r: {},
-        ),
-        "TelemetryService/WriteMetrics": (
-            "write_metrics",
-            lambda q: {"batch_id": q.batch_id},
-            lambda r: {"written": r.written, "duplicates": r.duplicates, "registered": r.miners_registered},
-        ),
-        "TelemetryService/IngestMetrics": (
-            "write_metrics",
-            lambda q: {},
-            lambda r: {
-                "batch_id": r.batch_id,
-                "written": r.written,
-                "duplicates": r.duplicates,
-                "registered": r.miners_registered,
-            },
-        ),
-        "TelemetryService/RecordFailure": (
-            "record_failure",
-            lambda q: {"miner_id": q.miner_id, "mode": _enum_name(q, "mode")},
-            lambda r: {"event_id": r.event_id},
-        ),
-        "TelemetryService/RecordRepair": (
-            "record_repair",
-            lambda q: {"event_id": q.event_id},
-            lambda r: {"miner_id": r.miner_id},
-        ),
-        "TelemetryService/SetPlannedState": (
-            "set_planned_state",
-            lambda q: {"miner_id": q.miner_id, "kind": _enum_name(q, "kind")},
-            lambda r: {"state_id": r.state_id},
-        ),
-        "TelemetryService/RecordFeedback": (
-            "record_feedback",
-            lambda q: {"miner_id": q.miner_id, "verdict": _enum_name(q, "verdict")},
-            lambda r: {},
-        ),
-        "FleetService/Backup": (
-            "backup",
-            lambda q: {"name": q.name},
-            lambda r: {"path": r.path, "samples": r.samples},
-        ),
-        "FleetService/UpsertMiner": (
-            "upsert_miner",
-            lambda q: {"miner_id": q.miner.miner_id},
-            lambda r: {"changed_miner_id": r.miner_id},  # the path id may alias another miner
-        ),
-    }.items()
-}
-
-
-class AuditInterceptor(_Interceptor):
-    """Writes an audit entry for every state-changing RPC, with the caller and the outcome."""
+class AuditInterceptor(grpc.aio.ServerInterceptor):
+    """Writes an audit entry for every RPC whose policy names an audit, with the caller and the outcome."""
 
     def __init__(self, audit: AuditLog) -> None:
         self._audit = audit
@@ -402,43 +308,51 @@ class AuditInterceptor(_Interceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method not in _AUDITED:
-            return handler
-        return rewrap(handler, handler_call_details.method, self.around_unary, self.around_stream)
+        policy = policy_for(handler_call_details.method)
+        if handler is None or policy is None or policy.audit is None:
+            return handler  # no policy: AuthInterceptor refuses the call before it runs
+        audit = policy.audit
+        return rewrap(
+            handler,
+            handler_call_details.method,
+            lambda method, behavior: self._around_unary(method, behavior, audit),
+            lambda method, behavior: self._around_stream(method, behavior, audit),
+        )
 
-    def _write(self, method: str, request: Any, response: Any, outcome: str) -> None:
-        action, from_request, from_response = _AUDITED[method]
+    def _write(self, method: str, audit: Audit, request: Any, response: Any, outcome: str) -> None:
         fields: dict[str, Any] = {}
         try:
             if request is not None and not hasattr(request, "__aiter__"):
-                fields.update(from_request(request))
+                fields.update(audit.request(request))
             if response is not None:
-                fields.update(from_response(response))
+                fields.update(audit.response(response))
         except Exception:  # noqa: BLE001 - an audit detail must never fail the call
             log.exception("audit fields for %s", method)
         principal = auth.current()
-        self._audit.record(action, who=principal.name, outcome=outcome, method=short_method(method), **fields)
+        self._audit.record(
+            audit.action, who=principal.name, outcome=outcome, method=short_method(method), **fields
+        )
 
-    def around_unary(self, method: str, behavior: Behavior) -> Behavior:
+    def _around_unary(self, method: str, behavior: Behavior, audit: Audit) -> Behavior:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
                 response = await behavior(request, context)
             except DomainError as exc:
-                self._write(method, request, None, grpc_code(exc).name)
+                self._write(method, audit, request, None, grpc_code(exc).name)
                 raise
-            self._write(method, request, response, "OK")
+            self._write(method, audit, request, response, "OK")
             return response
 
         return wrapped
 
-    def around_stream(self, method: str, behavior: Behavior) -> Behavior:
+    def _around_stream(self, method: str, behavior: Behavior, audit: Audit) -> Behavior:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
                 async for response in _responses(behavior(request, context)):
-                    self._write(method, request, response, "OK")
+                    self._write(method, audit, request, response, "OK")
                     yield response
             except DomainError as exc:
-                self._write(method, request, None, grpc_code(exc).name)
+                self._write(method, audit, request, None, grpc_code(exc).name)
                 raise
 
         return wrapped
@@ -471,7 +385,8 @@ class LimitsInterceptor(_Interceptor):
             await context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed before it began"
             )
-        if method in EXPENSIVE:
+        policy = policy_for(method)
+        if policy is not None and policy.rate_class is RateClass.EXPENSIVE:
             try:
                 self._limiter.acquire(auth.current().name, short_method(method))
             except RateLimited:

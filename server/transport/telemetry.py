@@ -146,6 +146,16 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             batch_id=request.batch_id,
             kept_raw=result.kept_raw,
             kept_hourly=result.kept_hourly,
+            conflicts=result.conflicts,
+            conflict_details=[
+                telemetry_pb2.SampleConflict(
+                    miner_id=c.miner_id,
+                    timestamp=to_timestamp(c.timestamp),
+                    samples=c.samples,
+                    fields=c.fields,
+                )
+                for c in result.conflict_details
+            ],
         )
 
     async def IngestMetrics(
@@ -155,8 +165,10 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     ) -> AsyncIterator[telemetry_pb2.WriteMetricsResponse]:
         # Each batch is acknowledged once stored; a bad batch ends the stream with INVALID_ARGUMENT,
         # and every batch acknowledged before it stays stored.
-        async for request in request_iterator:
-            yield await self.WriteMetrics(request, context)
+        # The stream is one import: re-scoring what it moved waits for its end (rescoring.py).
+        with self._ingest.import_stream():
+            async for request in request_iterator:
+                yield await self.WriteMetrics(request, context)
 
     async def RecordFailure(
         self, request: telemetry_pb2.RecordFailureRequest, context: grpc.aio.ServicerContext

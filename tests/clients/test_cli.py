@@ -87,6 +87,7 @@ def test_import_streams_columns_in_batches(fake_server: FakeServer, tmp_path: Pa
         "batches": 2,
         "written": 3,
         "duplicates": 0,
+        "conflicts": 0,
         "miners_registered": 0,
     }
     first, second = fake_server.script.batches

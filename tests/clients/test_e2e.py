@@ -327,3 +327,21 @@ def test_ctrl_c_while_following_leaves_the_job_and_cancel_stops_it(patient_demo_
     cancelled = run_cli(*hint.removeprefix("cancel it with: mining-health ").split())
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.strip() == f"job {job_id}: CANCELLED"
+
+
+def test_import_reports_rows_that_repeat_a_time_with_other_values(
+    bare_server: ServerThread, tmp_path: Path
+) -> None:
+    # An export that repeats an hour (a clock change): the same miner and time twice, other readings.
+    path = tmp_path / "repeated.csv"
+    path.write_text(
+        "miner_id,timestamp,hashrate_ths,temperature_c,fan_speed_rpm,power_w,accepted_shares,rejected_shares\n"
+        "10.0.13.1,2026-11-25T01:00:00Z,100,70,5880,3250,10,1\n"
+        "10.0.13.1,2026-11-25T01:05:00Z,100,70,5880,3250,20,1\n"
+        "10.0.13.1,2026-11-25T01:00:00Z,98,72,5900,3240,30,1\n"
+    )
+    result = run_cli("--target", target(bare_server), "--json", "import", str(path))
+    skip_if_unimplemented(result.stderr, "IngestMetrics")
+    assert result.returncode == 0, result.stderr
+    totals = json.loads(result.stdout)
+    assert (totals["written"], totals["duplicates"], totals["conflicts"]) == (2, 0, 1)

@@ -35,7 +35,7 @@ def test_swapping_versions_under_load_leaves_no_pending_task(
     async def load() -> list[float]:
         results: list[asyncio.Task[np.ndarray]] = []
         for version in range(40):  # 40 activations, each while requests are queued
-            batcher = scoring._batcher(f"v{version}", _double)
+            batcher = scoring.batchers.get(f"v{version}", _double)
             results += [asyncio.create_task(batcher.submit(np.full(3, float(i)))) for i in range(8)]
             await asyncio.sleep(0)  # the worker picks some up; others are still queued at the swap
         outputs = await asyncio.gather(*results)
@@ -51,4 +51,4 @@ def test_swapping_versions_under_load_leaves_no_pending_task(
     assert outputs == [2.0 * i for _ in range(40) for i in range(8)]  # every queued request answered
     destroyed = [r for r in caplog.records if "Task was destroyed" in r.getMessage()]
     assert destroyed == []
-    assert not getattr(scoring, "_retiring", None)  # every old worker task has ended
+    assert scoring.batchers.retiring == 0  # every old worker task has ended

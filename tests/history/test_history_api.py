@@ -42,11 +42,15 @@ def _sample(miner_id: str, at: datetime, hashrate: float, accepted: int) -> dict
 
 
 @pytest.fixture(scope="module")
-def history_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def history_stack(tmp_path_factory: pytest.TempPathFactory, store_engine: dict[str, str]) -> Iterator[Stack]:
     """A stack whose retention rolls up raw samples more than 5 days older than their miner's newest
-    every second (only the hand-written old miner has any), with both models trained through REST."""
+    every second (only the hand-written old miner has any), with both models trained through REST;
+    once per store engine (DuckDB, PostgreSQL)."""
     running = start_stack(
-        Path(tmp_path_factory.mktemp("history-api")), raw_retention_days=5.0, retention_interval_s=1.0
+        Path(tmp_path_factory.mktemp("history-api")),
+        raw_retention_days=5.0,
+        retention_interval_s=1.0,
+        **store_engine,
     )
     try:
         train(running, "lstm", seed=3)

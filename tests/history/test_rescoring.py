@@ -81,6 +81,10 @@ def test_activating_another_version_rescores_and_subscribers_hear_every_miner(fr
             return heard if heard == miners else None
 
         eventually(rescored, timeout=60, what="an update from the activated version for every miner")
+        # the windows prepared for the version that stopped serving are dropped, not kept forever
+        memo = stack.server.app.scoring.memo
+        assert memo.versions() == {inactive}, memo.versions()
+        assert len(memo) == len(miners)
     finally:
         stream.cancel()
         reader.join(10)

@@ -1,4 +1,5 @@
-"""Fixtures for the ingestion tests: a real server on an empty temp DuckDB, no periodic tasks."""
+"""Fixtures for the ingestion tests: a real server on an empty store (a temp DuckDB file, then a fresh
+PostgreSQL database), no periodic tasks."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ QUIET = {"seed_demo_fleet": False, "outage_scan_interval_s": 0, "retention_inter
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    """One server per test module; each test writes its own miners."""
-    running = start_server(Path(tmp_path_factory.mktemp("ingest")), **QUIET)
+def server(tmp_path_factory: pytest.TempPathFactory, store_engine: dict[str, str]) -> Iterator[ServerThread]:
+    """One server per test module and store engine (DuckDB, PostgreSQL); each test writes its own
+    miners."""
+    running = start_server(Path(tmp_path_factory.mktemp("ingest")), **QUIET, **store_engine)
     yield running
     running.stop()
 

@@ -145,10 +145,11 @@ def test_resent_columns_count_as_duplicates_and_last_write_wins(
     assert telemetry.WriteMetrics(request).written == 3
     again = telemetry.WriteMetrics(request)
     assert (again.written, again.duplicates, again.miners_registered) == (0, 3, 0)
-    # One changed row replaces the stored one; a key repeated inside the batch keeps its last row.
+    # One changed row replaces the stored one; a key repeated inside the batch with other values keeps
+    # its last row and counts the earlier one as a conflict.
     changed = columns(["10.5.5.1"] * 3, [0, 1, 1], power_w=[3200.0, 3000.0, 3100.0])
     ack = telemetry.WriteMetrics(changed)
-    assert (ack.written, ack.duplicates) == (1, 2)
+    assert (ack.written, ack.duplicates, ack.conflicts) == (1, 1, 1)
     assert [s.power_w for s in server.app.store.read_samples("10.5.5.1")] == [3200.0, 3100.0, 3200.0]
 
 

@@ -45,6 +45,8 @@ def test_metrics_post_stores_a_json_batch_and_resolves_a_moved_miner(rest: Stack
         "batch_id": "r1",
         "kept_raw": 2,
         "kept_hourly": 0,
+        "conflicts": 0,
+        "conflict_details": [],
     }
     again = rest.rest("POST", "/api/advanced/metrics", body)
     assert again.json() == {
@@ -54,6 +56,8 @@ def test_metrics_post_stores_a_json_batch_and_resolves_a_moved_miner(rest: Stack
         "batch_id": "r1",
         "kept_raw": 2,
         "kept_hourly": 0,
+        "conflicts": 0,
+        "conflict_details": [],
     }
     # The miner moves to 10.8.0.2; its history stays on one miner, found by the new IP.
     moved = {"samples": [sample_json("10.8.0.2", step, **identity) for step in range(2, 4)]}

@@ -69,23 +69,47 @@ def test_explain_ranks_features_with_shares_and_recent_values(
     assert isinstance(predictor.likely_failure_mode(factors), FailureMode)
 
 
-def factor(name: str, importance: float, deviation: float) -> RiskFactor:
-    return RiskFactor(name, importance, 0.0, "", deviation)
+def factor(name: str, importance: float, **channels: float) -> RiskFactor:
+    return RiskFactor(name, importance, 0.0, "", 0.0, channels)
 
 
-def test_likely_failure_mode_follows_the_deviating_features() -> None:
-    slow_fan = [factor("fan_speed", 0.5, -3.0), factor("temperature", 0.3, 2.0), factor("power", 0.2, 0.1)]
-    assert likely_failure_mode(slow_fan) == FailureMode.FAN
-    hot = [factor("temperature", 0.6, 2.5), factor("fan_speed", 0.2, 0.5), factor("power", 0.2, 0.1)]
-    assert likely_failure_mode(hot) == FailureMode.THERMAL
-    rejecting = [factor("rejection_rate", 0.7, 3.0), factor("hashrate", 0.3, 0.0)]
+def test_likely_failure_mode_reads_each_modes_signature() -> None:
+    # Risk carried by the hashing features; the channels tell a failing PSU from a lost board.
+    def hashing(**channels: float) -> list[RiskFactor]:
+        return [factor("power", 0.6, **channels), factor("hashrate", 0.3), factor("temperature", 0.1)]
+
+    assert likely_failure_mode(hashing(power_noise_6h=3.0, power_vs_median=-0.5)) == FailureMode.PSU
+    lost_board = hashing(power_noise_6h=4.0, power_vs_median=-5.0, hashrate_vs_median=-6.0)
+    assert likely_failure_mode(lost_board) == FailureMode.HASH_BOARD
+    assert likely_failure_mode(hashing(hashrate_down_6h=5.0, power_noise_6h=9.0)) == FailureMode.REBOOT_LOOP
+    # Hot against its own past: fans that answer mean heat from outside, fans that do not a fan.
+    hot = [
+        factor("temperature", 0.7, temperature_vs_yesterday=6.0),
+        factor("fan_speed", 0.3, fan_vs_median=0.2),
+    ]
+    assert likely_failure_mode(hot) == FailureMode.FAN
+    cooled = [
+        factor("temperature", 0.7, temperature_vs_yesterday=6.0),
+        factor("fan_speed", 0.3, fan_vs_median=2.5),
+    ]
+    assert likely_failure_mode(cooled) == FailureMode.THERMAL
+    # A hot miner throttles: its hashrate and power drop too, and that is not a lost board.
+    throttled = hashing(power_vs_median=-5.0, hashrate_vs_median=-6.0) + [
+        factor("temperature", 0.0, temperature_vs_yesterday=8.0)
+    ]
+    assert likely_failure_mode(throttled) == FailureMode.FAN
+    # Rejected shares: at full hashrate the pool, with hashrate lost the chips.
+    rejecting = [factor("rejection_rate", 0.7, rejection_rate_6h=5.0), factor("hashrate", 0.3)]
     assert likely_failure_mode(rejecting) == FailureMode.POOL
-    weak_board = [factor("hashrate", 0.5, -2.0), factor("rejection_rate", 0.5, 3.0)]
-    assert likely_failure_mode(weak_board) == FailureMode.HASH_BOARD
-    assert (
-        likely_failure_mode([factor("power", 0.9, 0.2), factor("hashrate", 0.1, 0.0)])
-        == FailureMode.UNSPECIFIED
-    )
+    chips = [
+        factor("rejection_rate", 0.5, rejection_rate_6h=5.0),
+        factor("hashrate", 0.5, hashrate_ratio=-3.0),
+    ]
+    assert likely_failure_mode(chips) == FailureMode.CHIP
+    # No signature, or one whose features carry too little of the risk: no mode.
+    assert likely_failure_mode(hashing()) == FailureMode.UNSPECIFIED
+    weak = [factor("temperature", 0.9), factor("power", 0.1, power_noise_6h=3.0)]
+    assert likely_failure_mode(weak) == FailureMode.UNSPECIFIED
 
 
 def test_too_short_or_too_sparse_history_is_insufficient(predictor: FailureRiskPredictor) -> None:

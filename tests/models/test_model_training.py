@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,7 @@ from server.models import ModelKind
 from server.models.autoencoder import LSTMAutoencoder
 from server.models.features import NormStats
 from server.models.registry import build_module
+from server.models.result import TrainingResult
 from server.models.train import TrainConfig, TrainingCancelled, train_autoencoder, train_failure_model
 from server.models.windows import WindowSet, build_windows, split_by_miner
 
@@ -88,3 +92,34 @@ def test_no_failures_in_training_is_a_failed_precondition(fleet: Fleet) -> None:
     healthy_only = build_windows(fleet.series, fleet.miners, [], fleet.planned)
     with pytest.raises(FailedPrecondition, match="failure"):
         train_failure_model(healthy_only, TrainConfig(**TINY_TRAIN))
+
+
+@pytest.mark.parametrize("train", [train_failure_model, train_autoencoder], ids=["lstm", "autoencoder"])
+def test_both_models_share_the_loop_progress_patience_and_cancel(
+    windows: WindowSet, train: Callable[..., TrainingResult]
+) -> None:
+    reports: list[tuple[int, int, float, float, float]] = []
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 30, "patience": 1})
+    result = train(windows, cfg, progress=lambda *args: reports.append(args))
+    epochs = [r[0] for r in reports]
+    assert epochs == list(range(1, len(reports) + 1)) and len(reports) < 30  # stopped early
+    assert result.metrics["epochs_run"] == len(reports)
+    best = min(range(len(reports)), key=lambda i: reports[i][3])
+    assert result.metrics["best_epoch"] == best + 1
+    calls = 0
+
+    def should_stop() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 2
+
+    with pytest.raises(TrainingCancelled, match="epoch 1"):
+        train(windows, cfg, should_stop=should_stop)
+    assert calls == 3
+
+
+def test_too_few_healthy_windows_is_a_failed_precondition(windows: WindowSet) -> None:
+    unhealthy = replace(windows, healthy=np.zeros_like(windows.healthy))
+    with pytest.raises(FailedPrecondition, match="healthy windows") as raised:
+        train_autoencoder(unhealthy, TrainConfig(**TINY_TRAIN))
+    assert raised.value.reason == "INSUFFICIENT_TRAINING_DATA"

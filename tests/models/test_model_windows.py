@@ -9,7 +9,13 @@ import pytest
 from synthetic_fleet import T0, Fleet, at, failure, flat_series
 
 from server.models.features import CHANNEL_SOURCE, INPUT_SCHEMA, NormStats, build_channels, trailing_median
-from server.models.windows import WindowConfig, build_windows, split_by_miner, split_by_time
+from server.models.windows import (
+    WindowConfig,
+    build_windows,
+    split_by_miner,
+    split_by_time,
+    split_for_validation,
+)
 from server.records import FailureMode, Miner, PlannedState, PlannedStateKind
 
 # Window of 4 rows, stride 1; gap 30 min = 6 rows; horizon 1 h = 12 rows; no settling after repair.
@@ -139,3 +145,18 @@ def test_split_by_time_evaluates_on_a_later_period_without_label_leakage(fleet: 
     assert len(earlier) and len(later)
     assert (earlier.window_ends + horizon <= cut).all()
     assert (later.window_ends - np.timedelta64(23 * 300, "s") >= cut).all()
+
+
+def test_a_fleet_too_small_to_hold_out_miners_validates_on_each_miners_last_part(fleet: Fleet) -> None:
+    windows = build_windows(fleet.series, fleet.miners, fleet.failures, fleet.planned)
+    miners = np.unique(windows.miner_ids)
+    assert not split_for_validation(windows, 0.34, seed=3).by_time  # a third of the fleet is a miner
+    small = split_for_validation(windows, 0.5 / miners.size, seed=3)  # rounds to no whole miner
+    assert small.by_time
+    horizon = np.timedelta64(int((windows.config.gap_hours + windows.config.horizon_hours) * 3600), "s")
+    length = np.timedelta64((windows.config.sequence_length - 1) * 300, "s")
+    for miner in miners:  # every miner on both sides; no training label reaches into its validation
+        train = small.train.window_ends[small.train.miner_ids == miner]
+        val = small.val.window_ends[small.val.miner_ids == miner]
+        assert len(train) and len(val)
+        assert train.max() + horizon <= val.min() - length

@@ -83,7 +83,9 @@ def test_a_model_that_fails_the_gate_is_registered_not_activated_and_status_and_
         assert status["lstm_model"] is False
         info = status["lstm_model_info"]
         assert info["not_activated_version"] == job["model_version"]
-        assert "does not clear 0.999" in info["not_activated_reason"]
+        # The small demo fleet's one failing miner trains (a fifth of one miner rounds to none), so
+        # validation holds no failure: the interval cannot be computed, and unverified is not served.
+        assert "ROC-AUC could not be computed" in info["not_activated_reason"]
         models = stack.rest("GET", "/api/advanced/models").json()["models"]
         assert [(m["version"], m["active"]) for m in models if m["version"] == job["model_version"]] == [
             (job["model_version"], False)

@@ -177,7 +177,7 @@ def test_dynamic_batches_are_observed_in_the_batch_size_histogram(server: Server
 
     import numpy as np
 
-    batcher = server.app.scoring._batcher("histogram-test", lambda x: x.sum(axis=1))
+    batcher = server.app.scoring.batchers.get("histogram-test", lambda x: x.sum(axis=1))
 
     async def burst() -> None:
         await asyncio.gather(*(batcher.submit(np.ones(3)) for _ in range(5)))

@@ -16,7 +16,6 @@ from mining.analytics.v1alpha1 import (
     fleet_pb2_grpc,
     scoring_pb2,
     scoring_pb2_grpc,
-    telemetry_pb2,
     training_pb2,
     training_pb2_grpc,
 )
@@ -24,7 +23,6 @@ from mining.analytics.v1alpha1 import (
 from server.app import SERVICE_NAMES
 from server.auth import Principal, Role, TokenFileError, TokenStore, hash_token
 from server.records import Miner
-from server.transport.interceptors import REQUIRED_ROLE
 from tests.harness import start_server
 from tests.security.conftest import AuthStack
 
@@ -163,19 +161,6 @@ def test_out_of_scope_miner_reads_exactly_like_a_missing_one(auth_stack: AuthSta
         "GET", f"/api/advanced/miners/{everything[0]}", headers=auth_stack.headers("scoped-ids")
     )
     assert visible.status == 200
-
-
-def test_every_rpc_in_the_protos_has_a_required_role() -> None:
-    from google.protobuf import descriptor_pool
-
-    pool = descriptor_pool.Default()
-    methods = {
-        f"/{service}/{method.name}"
-        for service in SERVICE_NAMES
-        for method in pool.FindServiceByName(service).methods
-    }
-    assert methods == set(REQUIRED_ROLE)
-    assert {telemetry_pb2.DESCRIPTOR.package} == {m.split("/")[1].rsplit(".", 1)[0] for m in methods}
 
 
 def test_principal_scope_by_ids_and_sites() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -12,8 +14,22 @@ from mining.analytics.v1alpha1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 from server.models import ModelKind
 from server.models.registry import ModelRegistry
 from server.records import FEATURE_COLUMNS
-from tests.conftest import wait_for_job
+from tests.conftest import STORE_ENGINES, trained, wait_for_job
 from tests.harness import Stack, start_stack
+
+
+@pytest.fixture(scope="module", params=STORE_ENGINES)
+def trained_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, trained_stack: Stack
+) -> Iterator[Stack]:
+    """The documented contract on both store engines: the session's trained stack (DuckDB), then one
+    trained the same way on a fresh PostgreSQL database."""
+    if request.param == "duckdb":
+        yield trained_stack
+        return
+    engine: dict[str, str] = request.getfixturevalue("postgres_store")
+    with trained(Path(tmp_path_factory.mktemp("trained-pg")), **engine) as running:
+        yield running
 
 
 def test_status_shows_both_models_with_versions(trained_stack: Stack) -> None:

@@ -63,7 +63,8 @@ class ScoringServiceServicer:
     """
 
     def PredictFailureRisk(self, request, context):
-        """Predicts the probability that a miner fails within the horizon, from its latest window.
+        """Predicts the probability that a miner fails within the horizon, from its latest window. The
+        window reflects every batch acknowledged before the call (window_end says which it is).
         FAILED_PRECONDITION when no LSTM model is trained or the miner has too little history;
         NOT_FOUND for an unknown miner.
         """
@@ -79,14 +80,17 @@ class ScoringServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ScoreFleet(self, request, context):
-        """Scores every miner (or a filtered set) and returns the top k by risk.
+        """Scores every miner (or a filtered set) and returns the top k by risk, each from its latest window
+        as of every batch acknowledged before the call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SubscribeScores(self, request, context):
-        """Pushes score updates as new telemetry arrives. Through Envoy: newline-delimited JSON at
+        """Pushes score updates as new telemetry arrives: live batches within the re-scoring interval, an
+        import of history (IngestMetrics stream, or backfill batches) once per miner whose latest window
+        it moved, when the import is over. Through Envoy: newline-delimited JSON at
         /api/advanced/scores/subscribe, server-sent events at /api/advanced/scores/events.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

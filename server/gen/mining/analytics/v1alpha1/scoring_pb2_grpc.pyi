@@ -38,16 +38,21 @@ class ScoringServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ScoringServiceAsyncStub: ...
     PredictFailureRisk: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.PredictFailureRiskRequest, _scoring_pb2.PredictFailureRiskResponse]
-    """Predicts the probability that a miner fails within the horizon, from its latest window.
+    """Predicts the probability that a miner fails within the horizon, from its latest window. The
+    window reflects every batch acknowledged before the call (window_end says which it is).
     FAILED_PRECONDITION when no LSTM model is trained or the miner has too little history;
     NOT_FOUND for an unknown miner.
     """
     DetectAnomalies: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.DetectAnomaliesRequest, _scoring_pb2.DetectAnomaliesResponse]
     """Scores a miner's windows over a time range with the anomaly autoencoder."""
     ScoreFleet: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ScoreFleetRequest, _scoring_pb2.ScoreFleetResponse]
-    """Scores every miner (or a filtered set) and returns the top k by risk."""
+    """Scores every miner (or a filtered set) and returns the top k by risk, each from its latest window
+    as of every batch acknowledged before the call.
+    """
     SubscribeScores: _grpc.UnaryStreamMultiCallable[_scoring_pb2.SubscribeScoresRequest, _scoring_pb2.ScoreEvent]
-    """Pushes score updates as new telemetry arrives. Through Envoy: newline-delimited JSON at
+    """Pushes score updates as new telemetry arrives: live batches within the re-scoring interval, an
+    import of history (IngestMetrics stream, or backfill batches) once per miner whose latest window
+    it moved, when the import is over. Through Envoy: newline-delimited JSON at
     /api/advanced/scores/subscribe, server-sent events at /api/advanced/scores/events.
     """
 
@@ -57,16 +62,21 @@ class ScoringServiceAsyncStub(ScoringServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     PredictFailureRisk: _aio.UnaryUnaryMultiCallable[_scoring_pb2.PredictFailureRiskRequest, _scoring_pb2.PredictFailureRiskResponse]  # type: ignore[assignment]
-    """Predicts the probability that a miner fails within the horizon, from its latest window.
+    """Predicts the probability that a miner fails within the horizon, from its latest window. The
+    window reflects every batch acknowledged before the call (window_end says which it is).
     FAILED_PRECONDITION when no LSTM model is trained or the miner has too little history;
     NOT_FOUND for an unknown miner.
     """
     DetectAnomalies: _aio.UnaryUnaryMultiCallable[_scoring_pb2.DetectAnomaliesRequest, _scoring_pb2.DetectAnomaliesResponse]  # type: ignore[assignment]
     """Scores a miner's windows over a time range with the anomaly autoencoder."""
     ScoreFleet: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ScoreFleetRequest, _scoring_pb2.ScoreFleetResponse]  # type: ignore[assignment]
-    """Scores every miner (or a filtered set) and returns the top k by risk."""
+    """Scores every miner (or a filtered set) and returns the top k by risk, each from its latest window
+    as of every batch acknowledged before the call.
+    """
     SubscribeScores: _aio.UnaryStreamMultiCallable[_scoring_pb2.SubscribeScoresRequest, _scoring_pb2.ScoreEvent]  # type: ignore[assignment]
-    """Pushes score updates as new telemetry arrives. Through Envoy: newline-delimited JSON at
+    """Pushes score updates as new telemetry arrives: live batches within the re-scoring interval, an
+    import of history (IngestMetrics stream, or backfill batches) once per miner whose latest window
+    it moved, when the import is over. Through Envoy: newline-delimited JSON at
     /api/advanced/scores/subscribe, server-sent events at /api/advanced/scores/events.
     """
 
@@ -79,7 +89,8 @@ class ScoringServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _scoring_pb2.PredictFailureRiskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scoring_pb2.PredictFailureRiskResponse, _abc.Awaitable[_scoring_pb2.PredictFailureRiskResponse]]:
-        """Predicts the probability that a miner fails within the horizon, from its latest window.
+        """Predicts the probability that a miner fails within the horizon, from its latest window. The
+        window reflects every batch acknowledged before the call (window_end says which it is).
         FAILED_PRECONDITION when no LSTM model is trained or the miner has too little history;
         NOT_FOUND for an unknown miner.
         """
@@ -98,7 +109,9 @@ class ScoringServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _scoring_pb2.ScoreFleetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scoring_pb2.ScoreFleetResponse, _abc.Awaitable[_scoring_pb2.ScoreFleetResponse]]:
-        """Scores every miner (or a filtered set) and returns the top k by risk."""
+        """Scores every miner (or a filtered set) and returns the top k by risk, each from its latest window
+        as of every batch acknowledged before the call.
+        """
 
     @_abc_1.abstractmethod
     def SubscribeScores(
@@ -106,7 +119,9 @@ class ScoringServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _scoring_pb2.SubscribeScoresRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_scoring_pb2.ScoreEvent], _abc.AsyncIterator[_scoring_pb2.ScoreEvent]]:
-        """Pushes score updates as new telemetry arrives. Through Envoy: newline-delimited JSON at
+        """Pushes score updates as new telemetry arrives: live batches within the re-scoring interval, an
+        import of history (IngestMetrics stream, or backfill batches) once per miner whose latest window
+        it moved, when the import is over. Through Envoy: newline-delimited JSON at
         /api/advanced/scores/subscribe, server-sent events at /api/advanced/scores/events.
         """
 

@@ -327,6 +327,8 @@ class WriteMetricsResponse(_message.Message):
     BATCH_ID_FIELD_NUMBER: _builtins.int
     KEPT_RAW_FIELD_NUMBER: _builtins.int
     KEPT_HOURLY_FIELD_NUMBER: _builtins.int
+    CONFLICTS_FIELD_NUMBER: _builtins.int
+    CONFLICT_DETAILS_FIELD_NUMBER: _builtins.int
     written: _builtins.int
     """Samples stored (new or replacing an earlier write of the same miner and time) (JSON: number)."""
     duplicates: _builtins.int
@@ -343,6 +345,15 @@ class WriteMetricsResponse(_message.Message):
     """Samples of this batch older than that: stored, then kept only as hourly roll-ups from the next
     retention pass (JSON: number). Raise --raw-retention-days to keep them raw.
     """
+    conflicts: _builtins.int
+    """Samples of this batch that repeated the miner and time of a later sample in the same batch with
+    different values: the later one was stored, these were not (JSON: number). Identical repeats
+    count as duplicates, so written + duplicates + conflicts is the batch size.
+    """
+    @_builtins.property
+    def conflict_details(self) -> _containers.RepeatedCompositeFieldContainer[Global___SampleConflict]:
+        """Each conflicting miner and time, in the order of its first sample (at most 100)."""
+
     def __init__(
         self,
         *,
@@ -352,14 +363,58 @@ class WriteMetricsResponse(_message.Message):
         batch_id: _builtins.str = ...,
         kept_raw: _builtins.int = ...,
         kept_hourly: _builtins.int = ...,
+        conflicts: _builtins.int = ...,
+        conflict_details: _abc.Iterable[Global___SampleConflict] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "duplicates", b"duplicates", "kept_hourly", b"kept_hourly", "kept_raw", b"kept_raw", "miners_registered", b"miners_registered", "written", b"written"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "conflict_details", b"conflict_details", "conflicts", b"conflicts", "duplicates", b"duplicates", "kept_hourly", b"kept_hourly", "kept_raw", b"kept_raw", "miners_registered", b"miners_registered", "written", b"written"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WriteMetricsResponse: _TypeAlias = WriteMetricsResponse  # noqa: Y015
+
+@_typing.final
+class SampleConflict(_message.Message):
+    """Samples of one batch that name the same miner and time with different values."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINER_ID_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    miner_id: _builtins.str
+    """The miner, as the samples named it."""
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """The repeated time (UTC)."""
+
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where the samples were sent, in request order ("samples[i]", "columns.timestamp_ms[j]"); the
+        last one was stored.
+        """
+
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The fields whose values differ between them."""
+
+    def __init__(
+        self,
+        *,
+        miner_id: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        samples: _abc.Iterable[_builtins.str] | None = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "miner_id", b"miner_id", "samples", b"samples", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SampleConflict: _TypeAlias = SampleConflict  # noqa: Y015
 
 @_typing.final
 class FailureEvent(_message.Message):

@@ -85,7 +85,8 @@ class TelemetryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def IngestMetrics(self, request_iterator, context):
-        """A stream of batches; each batch is acknowledged once it is stored.
+        """A stream of batches; each batch is acknowledged once it is stored. The stream is one import: the
+        miners whose latest window it moved are re-scored and published once, after it ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

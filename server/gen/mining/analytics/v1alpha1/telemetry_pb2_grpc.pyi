@@ -40,7 +40,9 @@ class TelemetryServiceStub:
     WriteMetrics: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.WriteMetricsRequest, _telemetry_pb2.WriteMetricsResponse]
     """Writes one batch of samples atomically: all of it or, on INVALID_ARGUMENT, none of it."""
     IngestMetrics: _grpc.StreamStreamMultiCallable[_telemetry_pb2.WriteMetricsRequest, _telemetry_pb2.WriteMetricsResponse]
-    """A stream of batches; each batch is acknowledged once it is stored."""
+    """A stream of batches; each batch is acknowledged once it is stored. The stream is one import: the
+    miners whose latest window it moved are re-scored and published once, after it ends.
+    """
     RecordFailure: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.RecordFailureRequest, _telemetry_pb2.FailureEvent]
     """Records a failure (and optionally its repair) reported by a maintenance system."""
     RecordRepair: _grpc.UnaryUnaryMultiCallable[_telemetry_pb2.RecordRepairRequest, _telemetry_pb2.FailureEvent]
@@ -60,7 +62,9 @@ class TelemetryServiceAsyncStub(TelemetryServiceStub):
     WriteMetrics: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.WriteMetricsRequest, _telemetry_pb2.WriteMetricsResponse]  # type: ignore[assignment]
     """Writes one batch of samples atomically: all of it or, on INVALID_ARGUMENT, none of it."""
     IngestMetrics: _aio.StreamStreamMultiCallable[_telemetry_pb2.WriteMetricsRequest, _telemetry_pb2.WriteMetricsResponse]  # type: ignore[assignment]
-    """A stream of batches; each batch is acknowledged once it is stored."""
+    """A stream of batches; each batch is acknowledged once it is stored. The stream is one import: the
+    miners whose latest window it moved are re-scored and published once, after it ends.
+    """
     RecordFailure: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.RecordFailureRequest, _telemetry_pb2.FailureEvent]  # type: ignore[assignment]
     """Records a failure (and optionally its repair) reported by a maintenance system."""
     RecordRepair: _aio.UnaryUnaryMultiCallable[_telemetry_pb2.RecordRepairRequest, _telemetry_pb2.FailureEvent]  # type: ignore[assignment]
@@ -89,7 +93,9 @@ class TelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_telemetry_pb2.WriteMetricsRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_telemetry_pb2.WriteMetricsResponse], _abc.AsyncIterator[_telemetry_pb2.WriteMetricsResponse]]:
-        """A stream of batches; each batch is acknowledged once it is stored."""
+        """A stream of batches; each batch is acknowledged once it is stored. The stream is one import: the
+        miners whose latest window it moved are re-scored and published once, after it ends.
+        """
 
     @_abc_1.abstractmethod
     def RecordFailure(

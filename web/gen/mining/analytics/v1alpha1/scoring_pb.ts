@@ -857,7 +857,8 @@ export const AnomalySuppressionSchema: GenEnum<AnomalySuppression> = /*@__PURE__
  */
 export const ScoringService: GenService<{
   /**
-   * Predicts the probability that a miner fails within the horizon, from its latest window.
+   * Predicts the probability that a miner fails within the horizon, from its latest window. The
+   * window reflects every batch acknowledged before the call (window_end says which it is).
    * FAILED_PRECONDITION when no LSTM model is trained or the miner has too little history;
    * NOT_FOUND for an unknown miner.
    *
@@ -879,7 +880,8 @@ export const ScoringService: GenService<{
     output: typeof DetectAnomaliesResponseSchema;
   },
   /**
-   * Scores every miner (or a filtered set) and returns the top k by risk.
+   * Scores every miner (or a filtered set) and returns the top k by risk, each from its latest window
+   * as of every batch acknowledged before the call.
    *
    * @generated from rpc mining.analytics.v1alpha1.ScoringService.ScoreFleet
    */
@@ -889,7 +891,9 @@ export const ScoringService: GenService<{
     output: typeof ScoreFleetResponseSchema;
   },
   /**
-   * Pushes score updates as new telemetry arrives. Through Envoy: newline-delimited JSON at
+   * Pushes score updates as new telemetry arrives: live batches within the re-scoring interval, an
+   * import of history (IngestMetrics stream, or backfill batches) once per miner whose latest window
+   * it moved, when the import is over. Through Envoy: newline-delimited JSON at
    * /api/advanced/scores/subscribe, server-sent events at /api/advanced/scores/events.
    *
    * @generated from rpc mining.analytics.v1alpha1.ScoringService.SubscribeScores

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mining/analytics/v1alpha1/telemetry.proto.
  */
 export const file_mining_analytics_v1alpha1_telemetry: GenFile = /*@__PURE__*/
-  fileDesc("CiltaW5pbmcvYW5hbHl0aWNzL3YxYWxwaGExL3RlbGVtZXRyeS5wcm90bxIZbWluaW5nLmFuYWx5dGljcy52MWFscGhhMSKvAQoMQm9hcmRSZWFkaW5nEg0KBWluZGV4GAEgASgFEhkKDGhhc2hyYXRlX3RocxgCIAEoAUgAiAEBEhoKDXRlbXBlcmF0dXJlX2MYAyABKAFIAYgBARIfChJjaGlwX3RlbXBlcmF0dXJlX2MYBCABKAFIAogBAUIPCg1faGFzaHJhdGVfdGhzQhAKDl90ZW1wZXJhdHVyZV9jQhUKE19jaGlwX3RlbXBlcmF0dXJlX2Mi4wMKDE1ldHJpY1NhbXBsZRIQCghtaW5lcl9pZBgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKDGhhc2hyYXRlX3RocxgDIAEoAUgAiAEBEhoKDXRlbXBlcmF0dXJlX2MYBCABKAFIAYgBARIaCg1mYW5fc3BlZWRfcnBtGAUgASgBSAKIAQESFAoHcG93ZXJfdxgGIAEoAUgDiAEBEhwKD2FjY2VwdGVkX3NoYXJlcxgHIAEoA0gEiAEBEhwKD3JlamVjdGVkX3NoYXJlcxgIIAEoA0gFiAEBEjcKBmJvYXJkcxgJIAMoCzInLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuQm9hcmRSZWFkaW5nEhYKDmZhbl9zcGVlZHNfcnBtGAogAygBEg4KBnNlcmlhbBgLIAEoCRILCgNtYWMYDCABKAkSFgoOaGFyZHdhcmVfbW9kZWwYDSABKAlCDwoNX2hhc2hyYXRlX3Roc0IQCg5fdGVtcGVyYXR1cmVfY0IQCg5fZmFuX3NwZWVkX3JwbUIKCghfcG93ZXJfd0ISChBfYWNjZXB0ZWRfc2hhcmVzQhIKEF9yZWplY3RlZF9zaGFyZXMivgEKDU1ldHJpY0NvbHVtbnMSEAoIbWluZXJfaWQYASADKAkSFAoMdGltZXN0YW1wX21zGAIgAygDEhQKDGhhc2hyYXRlX3RocxgDIAMoARIVCg10ZW1wZXJhdHVyZV9jGAQgAygBEhUKDWZhbl9zcGVlZF9ycG0YBSADKAESDwoHcG93ZXJfdxgGIAMoARIXCg9hY2NlcHRlZF9zaGFyZXMYByADKAMSFwoPcmVqZWN0ZWRfc2hhcmVzGAggAygDIpwBChNXcml0ZU1ldHJpY3NSZXF1ZXN0EjgKB3NhbXBsZXMYASADKAsyJy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLk1ldHJpY1NhbXBsZRI5Cgdjb2x1bW5zGAIgASgLMigubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5NZXRyaWNDb2x1bW5zEhAKCGJhdGNoX2lkGAMgASgJIo8BChRXcml0ZU1ldHJpY3NSZXNwb25zZRIPCgd3cml0dGVuGAEgASgFEhIKCmR1cGxpY2F0ZXMYAiABKAUSGQoRbWluZXJzX3JlZ2lzdGVyZWQYAyABKAUSEAoIYmF0Y2hfaWQYBCABKAkSEAoIa2VwdF9yYXcYFCABKAUSEwoLa2VwdF9ob3VybHkYFSABKAUizwIKDEZhaWx1cmVFdmVudBIQCghldmVudF9pZBgBIAEoCRIQCghtaW5lcl9pZBgCIAEoCRIvCgtvY2N1cnJlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoEbW9kZRgEIAEoDjImLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuRmFpbHVyZU1vZGUSNgoGc291cmNlGAUgASgOMiYubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5FdmVudFNvdXJjZRIvCgtyZXBhaXJlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEbm90ZRgHIAEoCRI9Cg1yZXBhaXJfc291cmNlGBQgASgOMiYubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5FdmVudFNvdXJjZSLOAQoUUmVjb3JkRmFpbHVyZVJlcXVlc3QSEAoIbWluZXJfaWQYASABKAkSLwoLb2NjdXJyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKBG1vZGUYAyABKA4yJi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkZhaWx1cmVNb2RlEi8KC3JlcGFpcmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRub3RlGAUgASgJImYKE1JlY29yZFJlcGFpclJlcXVlc3QSEAoIZXZlbnRfaWQYASABKAkSLwoLcmVwYWlyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBG5vdGUYAyABKAkiOgoTTGlzdEZhaWx1cmVzUmVxdWVzdBIQCghtaW5lcl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUiUQoUTGlzdEZhaWx1cmVzUmVzcG9uc2USOQoIZmFpbHVyZXMYASADKAsyJy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkZhaWx1cmVFdmVudCLPAQoMUGxhbm5lZFN0YXRlEhAKCHN0YXRlX2lkGAEgASgJEhAKCG1pbmVyX2lkGAIgASgJEjkKBGtpbmQYAyABKA4yKy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlBsYW5uZWRTdGF0ZUtpbmQSKQoFc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA2VuZBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEbm90ZRgGIAEoCSLHAQoWU2V0UGxhbm5lZFN0YXRlUmVxdWVzdBIQCghtaW5lcl9pZBgBIAEoCRI5CgRraW5kGAIgASgOMisubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5QbGFubmVkU3RhdGVLaW5kEikKBXN0YXJ0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBG5vdGUYBSABKAkiiwEKFVJlY29yZEZlZWRiYWNrUmVxdWVzdBIQCghtaW5lcl9pZBgBIAEoCRI7Cgd2ZXJkaWN0GAIgASgOMioubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5GZWVkYmFja1ZlcmRpY3QSFQoNbW9kZWxfdmVyc2lvbhgDIAEoCRIMCgRub3RlGAQgASgJIsQBCghGZWVkYmFjaxITCgtmZWVkYmFja19pZBgBIAEoCRIQCghtaW5lcl9pZBgCIAEoCRI7Cgd2ZXJkaWN0GAMgASgOMioubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5GZWVkYmFja1ZlcmRpY3QSFQoNbW9kZWxfdmVyc2lvbhgEIAEoCRIvCgtyZWNvcmRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEbm90ZRgGIAEoCSp+ChBQbGFubmVkU3RhdGVLaW5kEiIKHlBMQU5ORURfU1RBVEVfS0lORF9VTlNQRUNJRklFRBAAEiIKHlBMQU5ORURfU1RBVEVfS0lORF9DVVJUQUlMTUVOVBABEiIKHlBMQU5ORURfU1RBVEVfS0lORF9NQUlOVEVOQU5DRRACKnUKD0ZlZWRiYWNrVmVyZGljdBIgChxGRUVEQkFDS19WRVJESUNUX1VOU1BFQ0lGSUVEEAASHgoaRkVFREJBQ0tfVkVSRElDVF9DT05GSVJNRUQQARIgChxGRUVEQkFDS19WRVJESUNUX0ZBTFNFX0FMQVJNEAIygggKEFRlbGVtZXRyeVNlcnZpY2USkQEKDFdyaXRlTWV0cmljcxIuLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuV3JpdGVNZXRyaWNzUmVxdWVzdBovLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuV3JpdGVNZXRyaWNzUmVzcG9uc2UiIILT5JMCGjoBKiIVL2FwaS9hZHZhbmNlZC9tZXRyaWNzEnQKDUluZ2VzdE1ldHJpY3MSLi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLldyaXRlTWV0cmljc1JlcXVlc3QaLy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLldyaXRlTWV0cmljc1Jlc3BvbnNlKAEwARKMAQoNUmVjb3JkRmFpbHVyZRIvLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmVjb3JkRmFpbHVyZVJlcXVlc3QaJy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkZhaWx1cmVFdmVudCIhgtPkkwIbOgEqIhYvYXBpL2FkdmFuY2VkL2ZhaWx1cmVzEpwBCgxSZWNvcmRSZXBhaXISLi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlJlY29yZFJlcGFpclJlcXVlc3QaJy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkZhaWx1cmVFdmVudCIzgtPkkwItOgEqIigvYXBpL2FkdmFuY2VkL2ZhaWx1cmVzL3tldmVudF9pZH0vcmVwYWlyEo8BCgxMaXN0RmFpbHVyZXMSLi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkxpc3RGYWlsdXJlc1JlcXVlc3QaLy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkxpc3RGYWlsdXJlc1Jlc3BvbnNlIh6C0+STAhgSFi9hcGkvYWR2YW5jZWQvZmFpbHVyZXMSlgEKD1NldFBsYW5uZWRTdGF0ZRIxLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuU2V0UGxhbm5lZFN0YXRlUmVxdWVzdBonLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUGxhbm5lZFN0YXRlIieC0+STAiE6ASoiHC9hcGkvYWR2YW5jZWQvcGxhbm5lZC1zdGF0ZXMSigEKDlJlY29yZEZlZWRiYWNrEjAubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5SZWNvcmRGZWVkYmFja1JlcXVlc3QaIy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkZlZWRiYWNrIiGC0+STAhs6ASoiFi9hcGkvYWR2YW5jZWQvZmVlZGJhY2tCLVorbWluaW5nL2FuYWx5dGljcy92MWFscGhhMTthbmFseXRpY3N2MWFscGhhMWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_timestamp, file_mining_analytics_v1alpha1_common]);
+  fileDesc("CiltaW5pbmcvYW5hbHl0aWNzL3YxYWxwaGExL3RlbGVtZXRyeS5wcm90bxIZbWluaW5nLmFuYWx5dGljcy52MWFscGhhMSKvAQoMQm9hcmRSZWFkaW5nEg0KBWluZGV4GAEgASgFEhkKDGhhc2hyYXRlX3RocxgCIAEoAUgAiAEBEhoKDXRlbXBlcmF0dXJlX2MYAyABKAFIAYgBARIfChJjaGlwX3RlbXBlcmF0dXJlX2MYBCABKAFIAogBAUIPCg1faGFzaHJhdGVfdGhzQhAKDl90ZW1wZXJhdHVyZV9jQhUKE19jaGlwX3RlbXBlcmF0dXJlX2Mi4wMKDE1ldHJpY1NhbXBsZRIQCghtaW5lcl9pZBgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKDGhhc2hyYXRlX3RocxgDIAEoAUgAiAEBEhoKDXRlbXBlcmF0dXJlX2MYBCABKAFIAYgBARIaCg1mYW5fc3BlZWRfcnBtGAUgASgBSAKIAQESFAoHcG93ZXJfdxgGIAEoAUgDiAEBEhwKD2FjY2VwdGVkX3NoYXJlcxgHIAEoA0gEiAEBEhwKD3JlamVjdGVkX3NoYXJlcxgIIAEoA0gFiAEBEjcKBmJvYXJkcxgJIAMoCzInLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuQm9hcmRSZWFkaW5nEhYKDmZhbl9zcGVlZHNfcnBtGAogAygBEg4KBnNlcmlhbBgLIAEoCRILCgNtYWMYDCABKAkSFgoOaGFyZHdhcmVfbW9kZWwYDSABKAlCDwoNX2hhc2hyYXRlX3Roc0IQCg5fdGVtcGVyYXR1cmVfY0IQCg5fZmFuX3NwZWVkX3JwbUIKCghfcG93ZXJfd0ISChBfYWNjZXB0ZWRfc2hhcmVzQhIKEF9yZWplY3RlZF9zaGFyZXMivgEKDU1ldHJpY0NvbHVtbnMSEAoIbWluZXJfaWQYASADKAkSFAoMdGltZXN0YW1wX21zGAIgAygDEhQKDGhhc2hyYXRlX3RocxgDIAMoARIVCg10ZW1wZXJhdHVyZV9jGAQgAygBEhUKDWZhbl9zcGVlZF9ycG0YBSADKAESDwoHcG93ZXJfdxgGIAMoARIXCg9hY2NlcHRlZF9zaGFyZXMYByADKAMSFwoPcmVqZWN0ZWRfc2hhcmVzGAggAygDIpwBChNXcml0ZU1ldHJpY3NSZXF1ZXN0EjgKB3NhbXBsZXMYASADKAsyJy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLk1ldHJpY1NhbXBsZRI5Cgdjb2x1bW5zGAIgASgLMigubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5NZXRyaWNDb2x1bW5zEhAKCGJhdGNoX2lkGAMgASgJIucBChRXcml0ZU1ldHJpY3NSZXNwb25zZRIPCgd3cml0dGVuGAEgASgFEhIKCmR1cGxpY2F0ZXMYAiABKAUSGQoRbWluZXJzX3JlZ2lzdGVyZWQYAyABKAUSEAoIYmF0Y2hfaWQYBCABKAkSEAoIa2VwdF9yYXcYFCABKAUSEwoLa2VwdF9ob3VybHkYFSABKAUSEQoJY29uZmxpY3RzGBYgASgFEkMKEGNvbmZsaWN0X2RldGFpbHMYFyADKAsyKS5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlNhbXBsZUNvbmZsaWN0InIKDlNhbXBsZUNvbmZsaWN0EhAKCG1pbmVyX2lkGAEgASgJEi0KCXRpbWVzdGFtcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc2FtcGxlcxgDIAMoCRIOCgZmaWVsZHMYBCADKAkizwIKDEZhaWx1cmVFdmVudBIQCghldmVudF9pZBgBIAEoCRIQCghtaW5lcl9pZBgCIAEoCRIvCgtvY2N1cnJlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoEbW9kZRgEIAEoDjImLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuRmFpbHVyZU1vZGUSNgoGc291cmNlGAUgASgOMiYubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5FdmVudFNvdXJjZRIvCgtyZXBhaXJlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEbm90ZRgHIAEoCRI9Cg1yZXBhaXJfc291cmNlGBQgASgOMiYubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5FdmVudFNvdXJjZSLOAQoUUmVjb3JkRmFpbHVyZVJlcXVlc3QSEAoIbWluZXJfaWQYASABKAkSLwoLb2NjdXJyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKBG1vZGUYAyABKA4yJi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkZhaWx1cmVNb2RlEi8KC3JlcGFpcmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRub3RlGAUgASgJImYKE1JlY29yZFJlcGFpclJlcXVlc3QSEAoIZXZlbnRfaWQYASABKAkSLwoLcmVwYWlyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBG5vdGUYAyABKAkiOgoTTGlzdEZhaWx1cmVzUmVxdWVzdBIQCghtaW5lcl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUiUQoUTGlzdEZhaWx1cmVzUmVzcG9uc2USOQoIZmFpbHVyZXMYASADKAsyJy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkZhaWx1cmVFdmVudCLPAQoMUGxhbm5lZFN0YXRlEhAKCHN0YXRlX2lkGAEgASgJEhAKCG1pbmVyX2lkGAIgASgJEjkKBGtpbmQYAyABKA4yKy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlBsYW5uZWRTdGF0ZUtpbmQSKQoFc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA2VuZBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEbm90ZRgGIAEoCSLHAQoWU2V0UGxhbm5lZFN0YXRlUmVxdWVzdBIQCghtaW5lcl9pZBgBIAEoCRI5CgRraW5kGAIgASgOMisubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5QbGFubmVkU3RhdGVLaW5kEikKBXN0YXJ0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBG5vdGUYBSABKAkiiwEKFVJlY29yZEZlZWRiYWNrUmVxdWVzdBIQCghtaW5lcl9pZBgBIAEoCRI7Cgd2ZXJkaWN0GAIgASgOMioubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5GZWVkYmFja1ZlcmRpY3QSFQoNbW9kZWxfdmVyc2lvbhgDIAEoCRIMCgRub3RlGAQgASgJIsQBCghGZWVkYmFjaxITCgtmZWVkYmFja19pZBgBIAEoCRIQCghtaW5lcl9pZBgCIAEoCRI7Cgd2ZXJkaWN0GAMgASgOMioubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5GZWVkYmFja1ZlcmRpY3QSFQoNbW9kZWxfdmVyc2lvbhgEIAEoCRIvCgtyZWNvcmRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEbm90ZRgGIAEoCSp+ChBQbGFubmVkU3RhdGVLaW5kEiIKHlBMQU5ORURfU1RBVEVfS0lORF9VTlNQRUNJRklFRBAAEiIKHlBMQU5ORURfU1RBVEVfS0lORF9DVVJUQUlMTUVOVBABEiIKHlBMQU5ORURfU1RBVEVfS0lORF9NQUlOVEVOQU5DRRACKnUKD0ZlZWRiYWNrVmVyZGljdBIgChxGRUVEQkFDS19WRVJESUNUX1VOU1BFQ0lGSUVEEAASHgoaRkVFREJBQ0tfVkVSRElDVF9DT05GSVJNRUQQARIgChxGRUVEQkFDS19WRVJESUNUX0ZBTFNFX0FMQVJNEAIygggKEFRlbGVtZXRyeVNlcnZpY2USkQEKDFdyaXRlTWV0cmljcxIuLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuV3JpdGVNZXRyaWNzUmVxdWVzdBovLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuV3JpdGVNZXRyaWNzUmVzcG9uc2UiIILT5JMCGjoBKiIVL2FwaS9hZHZhbmNlZC9tZXRyaWNzEnQKDUluZ2VzdE1ldHJpY3MSLi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLldyaXRlTWV0cmljc1JlcXVlc3QaLy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLldyaXRlTWV0cmljc1Jlc3BvbnNlKAEwARKMAQoNUmVjb3JkRmFpbHVyZRIvLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUmVjb3JkRmFpbHVyZVJlcXVlc3QaJy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkZhaWx1cmVFdmVudCIhgtPkkwIbOgEqIhYvYXBpL2FkdmFuY2VkL2ZhaWx1cmVzEpwBCgxSZWNvcmRSZXBhaXISLi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLlJlY29yZFJlcGFpclJlcXVlc3QaJy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkZhaWx1cmVFdmVudCIzgtPkkwItOgEqIigvYXBpL2FkdmFuY2VkL2ZhaWx1cmVzL3tldmVudF9pZH0vcmVwYWlyEo8BCgxMaXN0RmFpbHVyZXMSLi5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkxpc3RGYWlsdXJlc1JlcXVlc3QaLy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkxpc3RGYWlsdXJlc1Jlc3BvbnNlIh6C0+STAhgSFi9hcGkvYWR2YW5jZWQvZmFpbHVyZXMSlgEKD1NldFBsYW5uZWRTdGF0ZRIxLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuU2V0UGxhbm5lZFN0YXRlUmVxdWVzdBonLm1pbmluZy5hbmFseXRpY3MudjFhbHBoYTEuUGxhbm5lZFN0YXRlIieC0+STAiE6ASoiHC9hcGkvYWR2YW5jZWQvcGxhbm5lZC1zdGF0ZXMSigEKDlJlY29yZEZlZWRiYWNrEjAubWluaW5nLmFuYWx5dGljcy52MWFscGhhMS5SZWNvcmRGZWVkYmFja1JlcXVlc3QaIy5taW5pbmcuYW5hbHl0aWNzLnYxYWxwaGExLkZlZWRiYWNrIiGC0+STAhs6ASoiFi9hcGkvYWR2YW5jZWQvZmVlZGJhY2tCLVorbWluaW5nL2FuYWx5dGljcy92MWFscGhhMTthbmFseXRpY3N2MWFscGhhMWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_timestamp, file_mining_analytics_v1alpha1_common]);
 
 /**
  * One hash board's readings.
@@ -323,6 +323,22 @@ export type WriteMetricsResponse = Message<"mining.analytics.v1alpha1.WriteMetri
    * @generated from field: int32 kept_hourly = 21;
    */
   keptHourly: number;
+
+  /**
+   * Samples of this batch that repeated the miner and time of a later sample in the same batch with
+   * different values: the later one was stored, these were not (JSON: number). Identical repeats
+   * count as duplicates, so written + duplicates + conflicts is the batch size.
+   *
+   * @generated from field: int32 conflicts = 22;
+   */
+  conflicts: number;
+
+  /**
+   * Each conflicting miner and time, in the order of its first sample (at most 100).
+   *
+   * @generated from field: repeated mining.analytics.v1alpha1.SampleConflict conflict_details = 23;
+   */
+  conflictDetails: SampleConflict[];
 };
 
 /**
@@ -331,6 +347,49 @@ export type WriteMetricsResponse = Message<"mining.analytics.v1alpha1.WriteMetri
  */
 export const WriteMetricsResponseSchema: GenMessage<WriteMetricsResponse> = /*@__PURE__*/
   messageDesc(file_mining_analytics_v1alpha1_telemetry, 4);
+
+/**
+ * Samples of one batch that name the same miner and time with different values.
+ *
+ * @generated from message mining.analytics.v1alpha1.SampleConflict
+ */
+export type SampleConflict = Message<"mining.analytics.v1alpha1.SampleConflict"> & {
+  /**
+   * The miner, as the samples named it.
+   *
+   * @generated from field: string miner_id = 1;
+   */
+  minerId: string;
+
+  /**
+   * The repeated time (UTC).
+   *
+   * @generated from field: google.protobuf.Timestamp timestamp = 2;
+   */
+  timestamp?: Timestamp | undefined;
+
+  /**
+   * Where the samples were sent, in request order ("samples[i]", "columns.timestamp_ms[j]"); the
+   * last one was stored.
+   *
+   * @generated from field: repeated string samples = 3;
+   */
+  samples: string[];
+
+  /**
+   * The fields whose values differ between them.
+   *
+   * @generated from field: repeated string fields = 4;
+   */
+  fields: string[];
+};
+
+/**
+ * Describes the message mining.analytics.v1alpha1.SampleConflict.
+ * Use `create(SampleConflictSchema)` to create a new message.
+ */
+export const SampleConflictSchema: GenMessage<SampleConflict> = /*@__PURE__*/
+  messageDesc(file_mining_analytics_v1alpha1_telemetry, 5);
 
 /**
  * A failure or outage of one miner.
@@ -402,7 +461,7 @@ export type FailureEvent = Message<"mining.analytics.v1alpha1.FailureEvent"> & {
  * Use `create(FailureEventSchema)` to create a new message.
  */
 export const FailureEventSchema: GenMessage<FailureEvent> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_telemetry, 5);
+  messageDesc(file_mining_analytics_v1alpha1_telemetry, 6);
 
 /**
  * Records a failure.
@@ -451,7 +510,7 @@ export type RecordFailureRequest = Message<"mining.analytics.v1alpha1.RecordFail
  * Use `create(RecordFailureRequestSchema)` to create a new message.
  */
 export const RecordFailureRequestSchema: GenMessage<RecordFailureRequest> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_telemetry, 6);
+  messageDesc(file_mining_analytics_v1alpha1_telemetry, 7);
 
 /**
  * Records the repair of a failure recorded earlier.
@@ -486,7 +545,7 @@ export type RecordRepairRequest = Message<"mining.analytics.v1alpha1.RecordRepai
  * Use `create(RecordRepairRequestSchema)` to create a new message.
  */
 export const RecordRepairRequestSchema: GenMessage<RecordRepairRequest> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_telemetry, 7);
+  messageDesc(file_mining_analytics_v1alpha1_telemetry, 8);
 
 /**
  * Lists failures.
@@ -514,7 +573,7 @@ export type ListFailuresRequest = Message<"mining.analytics.v1alpha1.ListFailure
  * Use `create(ListFailuresRequestSchema)` to create a new message.
  */
 export const ListFailuresRequestSchema: GenMessage<ListFailuresRequest> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_telemetry, 8);
+  messageDesc(file_mining_analytics_v1alpha1_telemetry, 9);
 
 /**
  * Failures, newest first.
@@ -535,7 +594,7 @@ export type ListFailuresResponse = Message<"mining.analytics.v1alpha1.ListFailur
  * Use `create(ListFailuresResponseSchema)` to create a new message.
  */
 export const ListFailuresResponseSchema: GenMessage<ListFailuresResponse> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_telemetry, 9);
+  messageDesc(file_mining_analytics_v1alpha1_telemetry, 10);
 
 /**
  * A planned period during which a miner's behaviour is not a failure.
@@ -591,7 +650,7 @@ export type PlannedState = Message<"mining.analytics.v1alpha1.PlannedState"> & {
  * Use `create(PlannedStateSchema)` to create a new message.
  */
 export const PlannedStateSchema: GenMessage<PlannedState> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_telemetry, 10);
+  messageDesc(file_mining_analytics_v1alpha1_telemetry, 11);
 
 /**
  * Records a planned state.
@@ -640,7 +699,7 @@ export type SetPlannedStateRequest = Message<"mining.analytics.v1alpha1.SetPlann
  * Use `create(SetPlannedStateRequestSchema)` to create a new message.
  */
 export const SetPlannedStateRequestSchema: GenMessage<SetPlannedStateRequest> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_telemetry, 11);
+  messageDesc(file_mining_analytics_v1alpha1_telemetry, 12);
 
 /**
  * Records feedback on a risk alert.
@@ -682,7 +741,7 @@ export type RecordFeedbackRequest = Message<"mining.analytics.v1alpha1.RecordFee
  * Use `create(RecordFeedbackRequestSchema)` to create a new message.
  */
 export const RecordFeedbackRequestSchema: GenMessage<RecordFeedbackRequest> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_telemetry, 12);
+  messageDesc(file_mining_analytics_v1alpha1_telemetry, 13);
 
 /**
  * Stored feedback.
@@ -738,7 +797,7 @@ export type Feedback = Message<"mining.analytics.v1alpha1.Feedback"> & {
  * Use `create(FeedbackSchema)` to create a new message.
  */
 export const FeedbackSchema: GenMessage<Feedback> = /*@__PURE__*/
-  messageDesc(file_mining_analytics_v1alpha1_telemetry, 13);
+  messageDesc(file_mining_analytics_v1alpha1_telemetry, 14);
 
 /**
  * The kind of a planned state.
@@ -821,7 +880,8 @@ export const TelemetryService: GenService<{
     output: typeof WriteMetricsResponseSchema;
   },
   /**
-   * A stream of batches; each batch is acknowledged once it is stored.
+   * A stream of batches; each batch is acknowledged once it is stored. The stream is one import: the
+   * miners whose latest window it moved are re-scored and published once, after it ends.
    *
    * @generated from rpc mining.analytics.v1alpha1.TelemetryService.IngestMetrics
    */
