@@ -136,9 +136,17 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
     );
   }
 
+  /** Where the charts end: just after the last reading, or after the newest recorded failure when that
+   * came later (a failed miner stops reporting: the failure recorded now must still be on its charts). */
+  function chartEnd(): Date {
+    const newest = Math.max(0, ...failures.map((f) => toDate(f.occurredAt)?.getTime() ?? 0));
+    return new Date(Math.max(end.getTime(), newest + 5 * 60_000));
+  }
+
   async function loadCharts(): Promise<void> {
     const hours = RANGES[rangeName];
-    const start = new Date(end.getTime() - hours * 3600_000);
+    const stop = chartEnd();
+    const start = new Date(stop.getTime() - hours * 3600_000);
     const buttons = h(
       "div",
       { class: "ranges", role: "group", "aria-label": "Time range" },
@@ -159,9 +167,9 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
     );
     const status = h("p", { class: "hint", "aria-live": "polite" }, `Loading ${rangeName}…`);
     charts.replaceChildren(h("h2", { id: "charts-title" }, "History"), buttons, status);
-    const range: [number, number] = [start.getTime() / 1000, end.getTime() / 1000];
+    const range: [number, number] = [start.getTime() / 1000, stop.getTime() / 1000];
     const parts: HTMLElement[] = [];
-    const [pastResult, anomalyResult] = await Promise.allSettled([loadHistory(minerId, start, end), detect(start, end)]);
+    const [pastResult, anomalyResult] = await Promise.allSettled([loadHistory(minerId, start, stop), detect(start, stop)]);
     if (!alive) return;
     const anomalies = anomalyResult.status === "fulfilled" ? anomalyResult.value : null;
     const past: History | null = pastResult.status === "fulfilled" ? pastResult.value : null;
@@ -227,7 +235,7 @@ export function renderMiner(main: HTMLElement, minerId: string): () => void {
         }),
       );
     }
-    status.textContent = `The ${rangeName} up to ${dateTime(end)} (just after the last reading); shaded: anomalous windows (orange), outages (grey), planned states (blue); ▼ failures.`;
+    status.textContent = `The ${rangeName} up to ${dateTime(stop)} (${stop > end ? "just after the newest recorded failure" : "just after the last reading"}); shaded: anomalous windows (orange), outages (grey), planned states (blue); ▼ failures.`;
     charts.append(h("div", { class: "charts-grid" }, ...parts));
   }
 
