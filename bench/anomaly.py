@@ -23,6 +23,7 @@ over miners within each fleet.
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import platform
 import sys
@@ -563,6 +564,15 @@ def _prepare(seed: int, cache: Path | None) -> SeedData:
     return load_or_prepare(seed, cache, _log)
 
 
+def _limit_threads(threads: int) -> None:
+    """Each worker's torch threads: the cores shared out (6 workers with torch's default thread
+    count each stalled for minutes in window scoring on a 16-core machine; 2 each took 80 s a fleet)."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -574,7 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        with ProcessPoolExecutor(args.jobs, initializer=_limit_threads, initargs=(threads,)) as pool:
             datas = list(pool.map(_prepare, args.seeds, [args.cache] * len(args.seeds)))
     else:
         datas = [_prepare(s, args.cache) for s in args.seeds]
