@@ -23,6 +23,7 @@ over miners within each fleet.
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import platform
 import sys
@@ -53,6 +54,7 @@ from server.domain.anomaly_decision import (
     window_temperature,
 )
 from server.models.windows import WindowConfig, build_windows
+from server.records import FEATURE_COLUMNS
 from server.sim.settings import SimSettings
 
 Span = tuple[int, int]
@@ -96,6 +98,7 @@ class MinerData:
     planned: list[Span]
     downtime: list[Span]
     temperature: np.ndarray | None = None  # (T,) °C, NaN where missing
+    rejection: np.ndarray | None = None  # (T,) rejection rate, NaN where missing
 
 
 @dataclass
@@ -188,6 +191,7 @@ def prepare(
             planned.get(m, []),
             downtime.get(m, []),
             temperature=s.values[:, 1].astype(np.float32),
+            rejection=s.values[:, FEATURE_COLUMNS.index("rejection_rate")].astype(np.float32),
         )
     episodes: dict[str, list[tuple[Span, str]]] = {}
     for ep in fleet.episodes:
@@ -261,17 +265,39 @@ def window_temperatures(d: MinerData) -> np.ndarray | None:
     return window_temperature(np.where(last_hour >= 0, d.temperature[np.maximum(last_hour, 0)], np.nan))
 
 
-def window_hashrate(d: MinerData) -> np.ndarray:
-    """(N,) mean hashrate per nominal over each scored window's last hour, as DetectAnomalies."""
+def _last_hour_mean(d: MinerData, values: np.ndarray) -> np.ndarray:
+    """(N,) mean of a (T,) series over each scored window's last hour (12 samples), as DetectAnomalies."""
     rows = np.searchsorted(d.grid, d.ends)
     last_hour = rows[:, None] - np.arange(11, -1, -1)[None, :]
-    ratio = d.hashrate / max(d.nominal_hashrate, 1e-9)
-    return window_temperature(np.where(last_hour >= 0, ratio[np.maximum(last_hour, 0)], np.nan))
+    return window_temperature(np.where(last_hour >= 0, values[np.maximum(last_hour, 0)], np.nan))
+
+
+def window_hashrate(d: MinerData) -> np.ndarray:
+    """(N,) mean hashrate per nominal over each scored window's last hour, as DetectAnomalies."""
+    return _last_hour_mean(d, d.hashrate / max(d.nominal_hashrate, 1e-9))
+
+
+def _restarts(d: MinerData, cfg: DecisionSettings = DEFAULT_DECISION) -> np.ndarray:
+    return restarts(d.grid, d.hashrate, d.observed, d.nominal_hashrate, cfg.restart_idle_samples)
 
 
 def _context(d: MinerData, cfg: DecisionSettings = DEFAULT_DECISION) -> np.ndarray:
-    spans = restarts(d.grid, d.hashrate, d.observed, d.nominal_hashrate, cfg.restart_idle_samples)
-    return context_reasons(d.ends, d.planned, d.downtime, spans, cfg)
+    return context_reasons(d.ends, d.planned, d.downtime, _restarts(d, cfg), cfg)
+
+
+def miner_input(d: MinerData, cfg: DecisionSettings = DEFAULT_DECISION) -> MinerInput:
+    """What DetectAnomalies hands the decision for one miner."""
+    spans = _restarts(d, cfg)
+    rejection = getattr(d, "rejection", None)  # fleets cached before it was kept have none
+    return MinerInput(
+        d.ends,
+        d.errors,
+        context_reasons(d.ends, d.planned, d.downtime, spans, cfg),
+        window_temperatures(d),
+        window_hashrate(d),
+        rejection=None if rejection is None else _last_hour_mean(d, rejection),
+        restart_spans=spans,
+    )
 
 
 @dataclass
@@ -286,10 +312,7 @@ def new_decision(data: SeedData, cfg: DecisionSettings = DEFAULT_DECISION, sites
     prior = Prior.from_errors(data.val_errors, cfg.scale_floor)
     by_site: dict[str, dict[str, MinerInput]] = {}
     for m, d in data.miners.items():
-        context = _context(d, cfg)
-        by_site.setdefault(d.site if sites else m, {})[m] = MinerInput(
-            d.ends, d.errors, context, window_temperatures(d), window_hashrate(d)
-        )
+        by_site.setdefault(d.site if sites else m, {})[m] = miner_input(d, cfg)
     out = Decided({})
     for site, items in by_site.items():
         decisions, events = decide_site(site, items, prior, cfg, INTERVAL_S)
@@ -541,18 +564,28 @@ def _prepare(seed: int, cache: Path | None) -> SeedData:
     return load_or_prepare(seed, cache, _log)
 
 
+def _limit_threads(threads: int) -> None:
+    """Each worker's torch threads: the cores shared out (6 workers with torch's default thread
+    count each stalled for minutes in window scoring on a 16-core machine; 2 each took 80 s a fleet)."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(S.FRESH_EVALUATION_SEEDS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(S.HELD_OUT_SEEDS))
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=None, help="keep each fleet's scored windows here")
     parser.add_argument("--out", type=Path, default=Path("bench/results/anomaly.md"))
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        with ProcessPoolExecutor(args.jobs, initializer=_limit_threads, initargs=(threads,)) as pool:
             datas = list(pool.map(_prepare, args.seeds, [args.cache] * len(args.seeds)))
     else:
         datas = [_prepare(s, args.cache) for s in args.seeds]

@@ -11,15 +11,21 @@ from datetime import UTC, datetime
 
 from server.sim.settings import SimSettings
 
-TUNING_SEEDS = (101, 102)
-"""Fleets used while tuning the decision (never reported as evidence)."""
+TUNING_SEEDS = (101, 102, 103, 104, 105, 106, 107, 108)
+"""Fleets used while tuning the decision (never reported as evidence); 103-108 added for the second
+round of tuning (after the report on 207-212)."""
 EVALUATION_SEEDS = (201, 202, 203, 204, 205, 206)
 """Held-out fleets: not simulated before the decision's settings were frozen (first evaluation,
 bench/results/anomaly-v1-seeds-201-206.md)."""
 FRESH_EVALUATION_SEEDS = (207, 208, 209, 210, 211, 212)
 """Fleets never simulated before the one rule changed after the first evaluation (hashing slower
 than the site no longer overrides a site event: fleet 204's heat-wave throttling); the report of
-record (bench/results/anomaly.md). No setting was changed."""
+record of the first round (bench/results/anomaly-v2-seeds-207-212.md). No setting was changed.
+Seen in a report, so no longer held out."""
+HELD_OUT_SEEDS = (301, 302, 303, 304, 305, 306)
+"""Fleets for the second round: committed before the decision was changed after the report on
+207-212, never simulated while tuning; scored once with the decision frozen (the report of record,
+bench/results/anomaly.md)."""
 MINERS = 80
 """Miners per fleet (4 sites of 20)."""
 DAYS = 14.0

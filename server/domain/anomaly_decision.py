@@ -11,31 +11,42 @@ telemetry (a heat wave, a curtailment ending, a repair) reads as an anomaly. The
    enter it, so a slow drift does not become the new normal while a shift the whole site shares
    (new firmware readings) does. A miner without `min_baseline_windows` such windows uses its
    history up to 2 h ago, then the model's healthy validation errors (the fleet prior).
-2. **Same site, same time**: the site's median z (when positive) is taken off the miner's z; and
-   two peer scores, each under the miner's own baseline of the offset, catch what the
-   autoencoder's 24 h-relative channels smooth away: temperature above the site median (a fan
-   slowing, paste drying, dust) and hashrate per nominal below it (chips wearing out). The decision
-   score is the largest of the three.
-3. **Deviation**: the score reaches `z_threshold` in `persist_k` of the last `persist_n` windows and
-   lasts while it stays at or above `release_z` (hysteresis: one condition, one alarm).
+2. **Same site, same time**: the site's median z (when positive) is taken off the miner's z, and
+   the rest counts in units of the site's same-time spread of z (at least `site_spread_floor`: when
+   a condition lifts a whole site, a miner a little above the crowd is not a fault); and three peer
+   scores, each under the miner's own baseline of the offset and in units of the site's spread of
+   that score, catch what the autoencoder's 24 h-relative channels smooth away: temperature above
+   the site median (a fan slowing, paste drying, dust), hashrate per nominal below it (chips
+   wearing out) and rejection rate above it (the miner's own pool or network trouble, where a pool
+   outage of the whole site lifts the median instead). The decision score is the largest of these.
+3. **Deviation**: the score reaches `z_threshold` in `persist_k` of the last `persist_n` windows
+   outside context (warm-up windows never count) and lasts while it stays at or above `release_z`
+   (hysteresis: one condition, one alarm).
 4. **Context is not a fault** (`Suppression`): windows during a planned state or a recorded failure's
    downtime, and for `warmup_hours` after a planned state ends, a repair, or a restart seen in the
    telemetry (hashing resumes after idling), are suppressed with the reason. Restarts in a loop
    (`loop_restarts` within `loop_hours`, counted up to the window) are a fault, not context.
 5. **Site events**: when at least `site_share` of a site's reporting miners (and `site_min_miners`)
-   have z >= `site_z` at once, that is one site event; a miner whose deviation began with it (from
-   `site_lead_hours` before) is suppressed as SITE_EVENT until the event ends plus
-   `site_release_hours`, unless it also runs hotter or slower than its peers (its own fault).
+   have z >= `site_z` at once, that is one site event; a miner it hit, or whose deviation began
+   with it, is suppressed as SITE_EVENT from `site_lead_hours` before it until `site_release_hours`
+   after it (a miner already flagged before stays flagged: a fault in progress). A **site-wide
+   restart** (`site_share` of the miners resume hashing within `site_restart_minutes`, not out of a
+   planned state or recorded downtime: a firmware update, a power cycle) is a site event of kind
+   "restart" whose members are suppressed as SITE_EVENT for `site_restart_hours` (the models'
+   24 h comparisons still see the old readings). In both, a miner that runs hotter than its peers
+   or rejects more than they do is flagged all the same (its own fault).
 
 `is_anomaly = deviates and not suppressed`. Pure numpy: the server (DetectAnomalies) and the quality
-report (bench.anomaly) call the same functions. Settings were tuned on bench fleets 101-102 only.
+report (bench.anomaly) call the same functions. Settings were tuned on bench fleets 101-102 only;
+the rules of the second round (restarts, spread, rejection, warm-up in k of n, event membership) on
+fleets 101-108 only (bench/anomaly_settings.py).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -101,10 +112,23 @@ class DecisionSettings:
     """Suppression as SITE_EVENT lasts this long after the event ends."""
     site_median_min_miners: int = 4
     """The site median is taken out of a miner's score only with this many miners reporting."""
+    site_spread_floor: float = 1.0
+    """A miner's z above the site median counts in units of the site's same-time spread of z, at
+    least this (when a condition lifts the whole site, its miners' z spread widely: a miner 4 above
+    the median of 15 is one of the crowd, not a fault)."""
     thermal_floor_c: float = 1.0
     """Smallest spread (°C) of a miner's temperature offset from its site's median."""
     hashrate_floor: float = 0.02
     """Smallest spread of a miner's hashrate-per-nominal offset from its site's median."""
+    rejection_floor: float = 0.01
+    """Smallest spread of a miner's rejection-rate offset from its site's median."""
+    site_restart_minutes: float = 30.0
+    """Restarts of site_share of a site's miners (and site_min_miners) that resume within this many
+    minutes of each other are one site-wide restart (a firmware update, a power cycle)..."""
+    site_restart_hours: float = 26.0
+    """...whose footprint lasts this long after the last of them resumed: the models compare each
+    miner with its own last 24 h (plus the 2 h window), so new firmware readings look like a change
+    until the day before the window holds them too."""
 
 
 DEFAULT_DECISION = DecisionSettings()
@@ -135,6 +159,8 @@ class MinerInput:
     context: np.ndarray  # (N,) int Suppression from context_reasons (no SITE_EVENT yet)
     temperature: np.ndarray | None = None  # (N,) °C, mean over each window's last hour; NaN missing
     hashrate: np.ndarray | None = None  # (N,) hashrate / nominal, mean over the last hour; NaN missing
+    rejection: np.ndarray | None = None  # (N,) rejection rate, mean over the last hour; NaN missing
+    restart_spans: np.ndarray | None = None  # (R, 2) [idle start, resume] epoch s, from restarts()
 
 
 @dataclass(slots=True)
@@ -160,6 +186,8 @@ class SiteEventSpan:
     peak_miners: int
     reporting: int
     miner_ids: tuple[str, ...]
+    kind: str = ""
+    """"restart" for a site-wide restart; "" where the caller names it from the deviating features."""
 
 
 # ---- context -----------------------------------------------------------------------------------
@@ -290,20 +318,34 @@ def window_temperature(last_hour: np.ndarray) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def peer_scores(
-    items: Mapping[str, MinerInput], cfg: DecisionSettings, interval_s: int
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per miner, the larger of two z-scores against the site's same-time median (the same ambient,
-    the same pool), each under the miner's own baseline of that offset: temperature above the site
-    (a fan slowing, paste drying, dust) and hashrate per nominal below it (chips wearing out). A
-    slow drift is not absorbed, and what the whole site does (a heat wave) cancels out. Zero where
-    the site has too few peers reporting or the miner has no baseline yet. Returns (temperature z,
-    hashrate z), both positive where the miner is worse than its peers."""
-    hot = {m: np.zeros(i.ends.shape[0]) for m, i in items.items()}
-    slow = {m: np.zeros(i.ends.shape[0]) for m, i in items.items()}
+@dataclass(frozen=True, slots=True)
+class PeerScores:
+    """Per miner, z-scores of its offset from the site's same-time median, each under the miner's own
+    baseline of that offset, positive where the miner is worse than its peers."""
+
+    hot: dict[str, np.ndarray]  # temperature above the site (a fan slowing, paste drying, dust)
+    slow: dict[str, np.ndarray]  # hashrate per nominal below the site (chips wearing out)
+    rejecting: dict[str, np.ndarray]  # rejection rate above the site (the miner's own pool trouble)
+
+    def own(self, miner: str) -> np.ndarray:
+        """What a site-wide condition does not explain: hotter, or rejecting more, than the site
+        (hashing slower is left out: in a heat wave the hottest miners throttle first)."""
+        return np.maximum(self.hot[miner], self.rejecting[miner])
+
+    def any(self, miner: str) -> np.ndarray:
+        return np.maximum(np.maximum(self.hot[miner], self.slow[miner]), self.rejecting[miner])
+
+
+def peer_scores(items: Mapping[str, MinerInput], cfg: DecisionSettings, interval_s: int) -> PeerScores:
+    """The site's same-time peers (the same ambient, the same pool) as a reference: a slow drift is
+    not absorbed, and what the whole site does (a heat wave, a pool outage, new firmware) cancels
+    out. Zero where the site has too few peers reporting or the miner has no baseline yet."""
+    zero = {m: np.zeros(i.ends.shape[0]) for m, i in items.items()}
+    hot, slow, rejecting = dict(zero), dict(zero), dict(zero)
     hot.update(_peer_z(items, "temperature", cfg.thermal_floor_c, cfg, interval_s))
     slow.update({m: -z for m, z in _peer_z(items, "hashrate", cfg.hashrate_floor, cfg, interval_s).items()})
-    return hot, slow
+    rejecting.update(_peer_z(items, "rejection", cfg.rejection_floor, cfg, interval_s))
+    return PeerScores(hot, slow, rejecting)
 
 
 def _peer_z(
@@ -334,7 +376,20 @@ def _peer_z(
         )
         z, _, _ = _baseline_z(item.ends, np.nan_to_num(offset, nan=0.0), candidate, floor, None, cfg)
         out[m] = np.where(np.isfinite(offset), z, 0.0)
-    return out
+    # In units of the site's same-time spread of these z (at least site_spread_floor): when a pool
+    # outage lifts every miner's rejection rate by its own amount, no one of them stands out.
+    zt = np.full((len(names), steps), np.nan)
+    for r, m in enumerate(names):
+        ok = live[m].context == Suppression.NONE
+        zt[r, (live[m].ends[ok] - t0) // interval_s] = out[m][ok]
+    spread = np.ones(steps)
+    if enough.any():
+        mid = np.nanmedian(zt[:, enough], axis=0)
+        spread[enough] = np.maximum(
+            MAD_TO_SIGMA * np.nanmedian(np.abs(zt[:, enough] - mid), axis=0), cfg.site_spread_floor
+        )
+    spread = np.nan_to_num(spread, nan=1.0)
+    return {m: out[m] / spread[(live[m].ends - t0) // interval_s] for m in live}
 
 
 def hysteresis(deviates: np.ndarray, score: np.ndarray, release: float) -> np.ndarray:
@@ -368,12 +423,13 @@ def site_events(
     items: Mapping[str, MinerInput],
     cfg: DecisionSettings,
     interval_s: int,
-) -> tuple[list[SiteEventSpan], np.ndarray, int]:
-    """Site events of one site from its miners' own z; also the site's median z per grid step
-    (NaN where too few miners report) and the grid's first time."""
+) -> tuple[list[SiteEventSpan], np.ndarray, np.ndarray, int]:
+    """Site events of one site from its miners' own z; also the site's median z and the spread of
+    z across its miners (at least site_spread_floor) per grid step (NaN and 1 where too few miners
+    report), and the grid's first time."""
     live = {m: i for m, i in items.items() if i.ends.size}
     if not live:
-        return [], np.zeros(0), 0
+        return [], np.zeros(0), np.ones(0), 0
     t0, steps = _grid(live, interval_s)
     names = sorted(live)
     table = np.full((len(names), steps), np.nan)
@@ -384,9 +440,12 @@ def site_events(
     hit = np.nan_to_num(table, nan=-np.inf) >= cfg.site_z
     counts = hit.sum(axis=0)
     median = np.full(steps, np.nan)
+    spread = np.ones(steps)
     enough = reporting >= cfg.site_median_min_miners
     if enough.any():
         median[enough] = np.nanmedian(table[:, enough], axis=0)
+        mad = np.nanmedian(np.abs(table[:, enough] - median[enough]), axis=0)
+        spread[enough] = np.maximum(MAD_TO_SIGMA * mad, cfg.site_spread_floor)
     active = (counts >= cfg.site_min_miners) & (counts >= cfg.site_share * np.maximum(reporting, 1))
     events = []
     for a, b in _runs(active, bridge=6):
@@ -402,7 +461,49 @@ def site_events(
                 members,
             )
         )
-    return events, median, t0
+    return events, median, spread, t0
+
+
+def site_restarts(site: str, items: Mapping[str, MinerInput], cfg: DecisionSettings) -> list[SiteEventSpan]:
+    """Site-wide restarts (kind "restart"): at least site_share of the site's miners (and
+    site_min_miners) resume hashing within site_restart_minutes of each other. Each spans from the
+    first idling to site_restart_hours after the last resume; its members are the miners that
+    restarted in it. Reboot loops count too: what matters is that the site restarted at once."""
+    live = [m for m, i in items.items() if i.ends.size]
+    resumes = []
+    for m in live:
+        item = items[m]
+        spans = np.asarray(item.restart_spans if item.restart_spans is not None else []).reshape(-1, 2)
+        for a, r in spans.tolist():
+            # idling the store explains (a planned curtailment, a recorded failure) is not a restart
+            at = min(int(np.searchsorted(item.ends, a)), item.ends.shape[0] - 1)
+            if item.context[at] not in (Suppression.PLANNED_STATE, Suppression.FAILURE_DOWNTIME):
+                resumes.append((int(r), int(a), m))
+    resumes.sort()
+    need = max(cfg.site_min_miners, int(np.ceil(cfg.site_share * len(live))))
+    window = int(cfg.site_restart_minutes * 60)
+    out: list[SiteEventSpan] = []
+    i = 0
+    while i < len(resumes):
+        j = i
+        while j + 1 < len(resumes) and resumes[j + 1][0] - resumes[i][0] <= window:
+            j += 1
+        members = {m for _, _, m in resumes[i : j + 1]}
+        if len(members) >= need:
+            start = min(a for _, a, _ in resumes[i : j + 1])
+            end = resumes[j][0] + int(cfg.site_restart_hours * 3600)
+            if out and start <= out[-1].end:  # a second wave inside the footprint extends it
+                prev = out.pop()
+                members |= set(prev.miner_ids)
+                start = prev.start
+            out.append(
+                SiteEventSpan(site, start, end, len(members), len(live), tuple(sorted(members)), "restart")
+            )
+            i = j + 1
+        else:
+            i += 1
+    last = max((int(items[m].ends[-1]) for m in live), default=0)
+    return [replace(e, end=min(e.end, last)) for e in out]  # an open one ends at the last window
 
 
 def _runs(flags: np.ndarray, bridge: int = 0) -> list[tuple[int, int]]:
@@ -430,26 +531,31 @@ def decide_site(
     zs, thresholds = {}, {}
     for m, item in items.items():
         zs[m], thresholds[m] = own_scores(item, prior, cfg, interval_s)
-    _, median, t0 = site_events(site, zs, items, cfg, interval_s)
+    _, median, _, t0 = site_events(site, zs, items, cfg, interval_s)
     if median.size:  # second pass: what the whole site shares joins each baseline
         for m, item in items.items():
             if item.ends.size:
                 at = median[(item.ends - t0) // interval_s]
                 offset = np.where(np.isfinite(at), np.maximum(at, 0.0), 0.0)
                 zs[m], thresholds[m] = own_scores(item, prior, cfg, interval_s, offset)
-    events, median, t0 = site_events(site, zs, items, cfg, interval_s)
-    hot, slow = peer_scores(items, cfg, interval_s)
+    events, median, spread, t0 = site_events(site, zs, items, cfg, interval_s)
+    restarted = site_restarts(site, items, cfg)
+    peers = peer_scores(items, cfg, interval_s)
     lead, release = int(cfg.site_lead_hours * 3600), int(cfg.site_release_hours * 3600)
     out = {}
     for m, item in items.items():
         z = zs[m]
         score = z.copy()
         if median.size and item.ends.size:
-            at = median[(item.ends - t0) // interval_s]
-            score = z - np.where(np.isfinite(at), np.maximum(at, 0.0), 0.0)
-        score = np.maximum(score, np.maximum(hot[m], slow[m]))
+            step = (item.ends - t0) // interval_s
+            at = median[step]
+            score = (z - np.where(np.isfinite(at), np.maximum(at, 0.0), 0.0)) / spread[step]
+        score = np.maximum(score, peers.any(m))
+        # Context windows never count towards k of n: a miner deviating through its warm-up is not
+        # flagged the moment the warm-up ends, only when it still deviates k times afterwards.
+        live = item.context == Suppression.NONE
         deviates = hysteresis(
-            persistent(score >= cfg.z_threshold, cfg.persist_k, cfg.persist_n), score, cfg.release_z
+            persistent((score >= cfg.z_threshold) & live, cfg.persist_k, cfg.persist_n), score, cfg.release_z
         )
         suppression = item.context.astype(np.int64).copy()
         elevated = z >= cfg.site_z
@@ -459,13 +565,28 @@ def decide_site(
                 if event.start - lead <= onset <= event.end:
                     until = (item.ends[a : b + 1] <= event.end + release) & (suppression[a : b + 1] == 0)
                     suppression[a : b + 1][until] = Suppression.SITE_EVENT
-        # Running hotter than the site's own median is the miner's own, whatever the site does (the
-        # whole site shares the ambient). Hashing slower than the site is not, during a site event:
-        # in a heat wave the hottest miners throttle first (measured on fleet 204: 14 of its 17
-        # false alarms before this rule).
+        # A miner the event hit is the event's from site_lead_hours before it to site_release_hours
+        # after it, unless it was flagged before that (a fault in progress stays an anomaly); a
+        # site-wide restart (new firmware readings) is the site's for its whole footprint.
+        for event in events:
+            if m in event.miner_ids:
+                inside = (item.ends >= event.start - lead) & (item.ends <= event.end + release)
+                flagged = deviates & (suppression == 0) & (item.ends < event.start - lead)
+                for a, b in _runs(deviates):
+                    if flagged[a : b + 1].any():
+                        inside[a : b + 1] = False
+                suppression[inside & (suppression == 0)] = Suppression.SITE_EVENT
+        for event in restarted:
+            if m in event.miner_ids:
+                inside = (item.ends >= event.start) & (item.ends <= event.end) & (suppression == 0)
+                suppression[inside] = Suppression.SITE_EVENT
+        # Running hotter, or rejecting more, than the site's own median is the miner's own, whatever
+        # the site does (the whole site shares the ambient and the pool). Hashing slower than the
+        # site is not, during a site event: in a heat wave the hottest miners throttle first
+        # (measured on fleet 204: 14 of its 17 false alarms before this rule).
         suppression[
             (suppression == Suppression.SITE_EVENT)
-            & persistent(hot[m] >= cfg.z_threshold, cfg.persist_k, cfg.persist_n)
+            & persistent((peers.own(m) >= cfg.z_threshold) & live, cfg.persist_k, cfg.persist_n)
         ] = Suppression.NONE
         out[m] = MinerDecision(
             ends=item.ends,
@@ -476,4 +597,4 @@ def decide_site(
             suppression=suppression,
             is_anomaly=deviates & (suppression == Suppression.NONE),
         )
-    return out, events
+    return out, sorted(events + restarted, key=lambda e: (e.start, e.kind))

@@ -111,7 +111,9 @@ class SiteDecider:
         hashrate = window_temperature(
             last_hour[:, :, FEATURE_COLUMNS.index("hashrate")] / max(miner.nominal_hashrate_ths or 1.0, 1e-9)
         )
-        return MinerInput(ends, errors, context, temperature, hashrate), batch, channel_errors
+        rejection = window_temperature(last_hour[:, :, FEATURE_COLUMNS.index("rejection_rate")])
+        item = MinerInput(ends, errors, context, temperature, hashrate, rejection, restart_times)
+        return item, batch, channel_errors
 
     def decide_group(
         self,
@@ -163,7 +165,7 @@ class SiteDecider:
             events.append(
                 SiteEvent(
                     site=site,
-                    kind=kind_of(tops),
+                    kind=span.kind or kind_of(tops),
                     start=utc(span.start),
                     end=utc(span.end),
                     open=span.end >= last_scored,

@@ -38,9 +38,9 @@ def test_confounders_alone_raise_few_false_alarms_and_slow_drifts_are_found(flee
     kinds = {k for spans in fleet.episodes.values() for _, k in spans}
     assert kinds == {"drift", "fan"}  # the demo miner's failing fan is always there
     assert served["episodes"] >= 3
-    assert served["false_alarms"] <= 2, served
+    assert served["false_alarms"] <= 1, served  # 0 on this fleet (second round of the decision)
     assert previous["false_alarms"] >= 5 * max(served["false_alarms"], 1)  # the fixed threshold floods
-    assert served["event_recall"] >= 0.75, served
+    assert served["event_recall"] >= 0.85, served  # 13 of 13 here
 
 
 def test_site_wide_conditions_are_reported_as_site_events(fleet: anomaly.SeedData) -> None:

@@ -130,3 +130,95 @@ def test_a_few_miners_with_their_own_faults_are_not_a_site_event() -> None:
     assert events == []
     assert decisions["m0"].is_anomaly[2 * 288 + 10 :].all()
     assert decisions["m1"].is_anomaly[2 * 288 + 60 :].all()
+
+
+def _site(n: int, miners: int, seed: int) -> dict[str, MinerInput]:
+    """A site of quiet miners with temperature (70 °C +- noise) and rejection rate (1 %) readings."""
+    rng = np.random.default_rng(seed)
+    items = {}
+    for i in range(miners):
+        item = _item(_noise(n, 0.05, seed + i))
+        item.temperature = 70.0 + rng.normal(0.0, 0.3, n)
+        item.hashrate = 1.0 + rng.normal(0.0, 0.005, n)
+        item.rejection = 0.01 + rng.normal(0.0, 0.002, n)
+        items[f"m{i}"] = item
+    return items
+
+
+def test_a_site_wide_restart_is_one_site_event_and_its_footprint_is_not_anomalies() -> None:
+    n, at = 5 * 288, 3 * 288
+    items = _site(n, 10, 50)
+    for i, item in enumerate(items.values()):
+        resume = int(item.ends[at + i % 3])  # all ten within 15 minutes: a firmware update
+        item.restart_spans = np.array([[resume - 600, resume]])
+        item.context = context_reasons(item.ends, [], [], item.restart_spans)
+        # new readings: the model's error rises for the next 20 h, on two miners far more
+        item.errors[at : at + 240] *= 30.0 if i in (1, 2) else 1.3
+    items["m0"].temperature[at + 140 :] += 8.0  # m0's own fault, 7 h after its warm-up ended
+    decisions, events = decide_site("row-1", items, PRIOR)
+    restarts_found = [e for e in events if e.kind == "restart"]
+    assert len(restarts_found) == 1 and len(restarts_found[0].miner_ids) == 10
+    event = restarts_found[0]
+    assert event.end - event.start >= DEFAULT_DECISION.site_restart_hours * HOUR
+    footprint = slice(at + 120, at + 240)  # after the warm-up, before the readings settle
+    for i in range(1, 10):
+        d = decisions[f"m{i}"]
+        assert not d.is_anomaly.any()
+        assert (d.suppression[footprint][d.deviates[footprint]] == Suppression.SITE_EVENT).all()
+        assert d.deviates[footprint].all() == (i in (1, 2))
+    assert decisions["m0"].is_anomaly[at + 150 : at + 240].all()  # hotter than the site: its own
+    # ...without the restart spans (what the telemetry says), the same errors flood
+    for item in items.values():
+        item.restart_spans = None
+    blind, _ = decide_site("row-1", items, PRIOR)
+    assert blind["m1"].is_anomaly[footprint].mean() > 0.5 and blind["m2"].is_anomaly[footprint].mean() > 0.5
+
+
+def test_warm_up_windows_do_not_count_towards_k_of_n() -> None:
+    n, at = 3 * 288, 2 * 288
+    warm = int(DEFAULT_DECISION.warmup_hours * HOUR) // STEP
+    for after, flagged in ((2, False), (8, True)):
+        errors = _noise(n, 0.05, 60)
+        errors[at : at + warm + after] *= 20.0  # deviates through its warm-up and `after` windows on
+        ends = _item(errors).ends
+        context = context_reasons(ends, [], [], np.array([[int(ends[at]) - 600, int(ends[at])]]))
+        decisions, _ = decide_site("", {"m": _item(errors, context)}, PRIOR)
+        d = decisions["m"]
+        assert bool(d.is_anomaly.any()) is flagged
+        if flagged:  # from the k-th window after the warm-up, not the first
+            first = int(np.flatnonzero(d.is_anomaly)[0])
+            assert first == at + warm + DEFAULT_DECISION.persist_k  # warm-up ends at resume + warm
+
+
+def test_a_pool_outage_of_the_site_is_a_site_event_but_one_miners_pool_trouble_is_its_own() -> None:
+    n, at = 4 * 288, 3 * 288
+    items = _site(n, 10, 70)
+    rng = np.random.default_rng(8)
+    outage = slice(at, at + 48)  # 4 h: every miner rejects more, each by its own amount
+    for item in items.values():
+        item.rejection[outage] += rng.uniform(0.05, 0.3)
+        item.errors[outage] *= rng.uniform(5.0, 40.0)
+    items["m9"].rejection[at - 96 : at - 48] += 0.2  # m9's own pool trouble, 8 h before
+    items["m9"].errors[at - 96 : at - 48] *= 2.0
+    decisions, events = decide_site("row-1", items, PRIOR)
+    assert len(events) == 1 and events[0].peak_miners >= 8
+    for i in range(9):
+        assert not decisions[f"m{i}"].is_anomaly.any(), i
+    m9 = decisions["m9"]
+    assert m9.is_anomaly[at - 90 : at - 48].all()  # the rejection rate above its peers' flags it
+    assert not m9.is_anomaly[outage].any()
+
+
+def test_a_curtailment_ending_is_context_not_a_site_wide_restart() -> None:
+    n, at = 4 * 288, 3 * 288
+    items = _site(n, 10, 90)
+    for item in items.values():
+        lo, hi = int(item.ends[at - 36]), int(item.ends[at])  # 3 h curtailed, all resume together
+        item.restart_spans = np.array([[lo, hi]])
+        item.context = context_reasons(item.ends, [(lo, hi)], [], item.restart_spans)
+    _, events = decide_site("row-1", items, PRIOR)
+    assert [e for e in events if e.kind == "restart"] == []
+    for item in items.values():  # the same restarts without the recorded curtailment: a site restart
+        item.context = context_reasons(item.ends, [], [], item.restart_spans)
+    _, events = decide_site("row-1", items, PRIOR)
+    assert [e.kind for e in events] == ["restart"]

@@ -325,7 +325,10 @@ class SiteEvent(_message.Message):
     miners_reporting: _builtins.int
     """Miners of the site reporting at the peak (JSON: number)."""
     kind: _builtins.str
-    """thermal, pool, hashrate or power: from the features that deviate most on the miners it hits."""
+    """thermal, pool, hashrate or power: from the features that deviate most on the miners it hits;
+    restart: a share of the site's miners restarted at once (a firmware update, a power cycle), and
+    the event lasts until the models' 24 h comparisons have taken in the new readings.
+    """
     @_builtins.property
     def start(self) -> _timestamp_pb2.Timestamp:
         """End time of the first window in the event."""

@@ -369,7 +369,9 @@ export type SiteEvent = Message<"mining.analytics.v1alpha1.SiteEvent"> & {
   minerIds: string[];
 
   /**
-   * thermal, pool, hashrate or power: from the features that deviate most on the miners it hits.
+   * thermal, pool, hashrate or power: from the features that deviate most on the miners it hits;
+   * restart: a share of the site's miners restarted at once (a firmware update, a power cycle), and
+   * the event lasts until the models' 24 h comparisons have taken in the new readings.
    *
    * @generated from field: string kind = 8;
    */
