@@ -45,9 +45,31 @@ def apply_retention(store: FleetStore, settings: Settings) -> tuple[int, int]:
     return hours, deleted
 
 
-def retention_report(store: FleetStore, settings: Settings, miner_ids: np.ndarray, ts: np.ndarray) -> int:
+def surely_raw(ts: np.ndarray, newest_possible: datetime, settings: Settings) -> bool:
+    """Whether every sample time (N,) of a batch is within the raw retention of `newest_possible`, a
+    bound on every stored sample's time (ingestion refuses samples stamped later): then no sample of
+    the batch lies past its miner's horizon (its newest sample minus the retention), without asking
+    the store. True for every live batch."""
+    naive = np.asarray(ts).astype("datetime64[us]")
+    if naive.size == 0:
+        return True
+    newest = newest_possible.astimezone(UTC).replace(tzinfo=None)
+    horizon = newest - timedelta(days=settings.raw_retention_days)
+    return bool(naive.min() >= np.datetime64(horizon, "us"))
+
+
+def retention_report(
+    store: FleetStore,
+    settings: Settings,
+    miner_ids: np.ndarray,
+    ts: np.ndarray,
+    newest_possible: datetime | None = None,
+) -> int:
     """How many samples of a stored batch (a miner id or alias (N,) and a UTC time (N,) per sample)
-    lie past their miner's raw-retention horizon, i.e. will be kept only as hourly rows."""
+    lie past their miner's raw-retention horizon, i.e. will be kept only as hourly rows. With
+    `newest_possible` (see surely_raw), a batch surely all raw is answered without a store query."""
+    if newest_possible is not None and surely_raw(ts, newest_possible, settings):
+        return 0
     naive = np.asarray(ts).astype("datetime64[us]")
     return store.count_past_horizon(miner_ids, naive, timedelta(days=settings.raw_retention_days))
 

@@ -193,9 +193,13 @@ class Ingest:
 
     async def _report_retention(self, result: WriteResult, miner_ids: np.ndarray, ts: np.ndarray) -> None:
         """Fill in which samples of a stored batch stay raw and which only as hourly roll-ups."""
-        hourly = await asyncio.to_thread(
-            housekeeping.retention_report, self._store, self._settings, miner_ids, ts
-        )
+        newest_possible = datetime.now(UTC) + MAX_FUTURE
+        if housekeeping.surely_raw(ts, newest_possible, self._settings):
+            hourly = 0  # a live batch: no store query, no thread hop
+        else:
+            hourly = await asyncio.to_thread(
+                housekeeping.retention_report, self._store, self._settings, miner_ids, ts, newest_possible
+            )
         result.kept_hourly = hourly
         result.kept_raw = len(miner_ids) - hourly
 

@@ -8,9 +8,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 from mining.analytics.v1alpha1 import telemetry_pb2, telemetry_pb2_grpc
 
-from server.domain.housekeeping import apply_retention
+from server.domain.housekeeping import apply_retention, surely_raw
+from server.domain.ingest import MAX_FUTURE
 from tests.harness import ServerThread, start_server
 from tests.ingest.builders import T0, batch, stamp
 from tests.ingest.conftest import QUIET
@@ -130,3 +132,26 @@ def test_the_server_rolls_up_periodically(tmp_path: Path) -> None:
         assert [h["n_samples"] for h in running.app.store.read_hourly("10.6.1.1")] == [3]
     finally:
         running.stop()
+
+
+def test_a_batch_within_retention_of_now_is_all_raw_and_older_ones_are_still_counted(
+    server: ServerThread, telemetry: telemetry_pb2_grpc.TelemetryServiceStub
+) -> None:
+    """Live batches skip the store's horizon query (no stored sample is stamped later than 10 min
+    ahead of now); a sample past a miner's horizon is still reported as kept hourly."""
+    settings = server.settings
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    retention = timedelta(days=settings.raw_retention_days)
+
+    def raw(at: datetime, bound: datetime) -> bool:
+        return surely_raw(np.array([np.datetime64(at.replace(tzinfo=None), "us")]), bound, settings)
+
+    edge = now - retention + timedelta(minutes=20)
+    past = now - retention - timedelta(hours=1)
+    assert raw(now, now) and raw(edge, now + MAX_FUTURE) and not raw(past, now + MAX_FUTURE)
+
+    telemetry.WriteMetrics(batch(old_sample("10.6.4.1", now)))  # the miner's live data
+    reply = telemetry.WriteMetrics(batch(old_sample("10.6.4.1", edge)))
+    assert (reply.written, reply.kept_raw, reply.kept_hourly) == (1, 1, 0)
+    reply = telemetry.WriteMetrics(batch(old_sample("10.6.4.1", past)))
+    assert (reply.written, reply.kept_raw, reply.kept_hourly) == (1, 0, 1)
