@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -280,27 +281,7 @@ def read_samples(
             limit if limit is not None else 2**62,
         ],
     ).fetchall()
-    samples = []
-    for mid, ts, hashrate, temp, fan, power, accepted, rejected, boards, fans, quality in rows:
-        samples.append(
-            Sample(
-                miner_id=str(mid),
-                timestamp=ts.replace(tzinfo=UTC),
-                hashrate_ths=hashrate,
-                temperature_c=temp,
-                fan_speed_rpm=fan,
-                power_w=power,
-                accepted_shares=accepted,
-                rejected_shares=rejected,
-                boards=tuple(
-                    BoardReading(b["idx"], b["hashrate_ths"], b["temperature_c"], b["chip_temperature_c"])
-                    for b in boards or ()
-                ),
-                fan_speeds_rpm=tuple(fans or ()),
-                quality=int(quality),
-            )
-        )
-    return samples
+    return [sample_from_row(row) for row in rows]
 
 
 _HOURLY_MEANS = ("hashrate_ths_mean", "temperature_c_mean", "fan_speed_rpm_mean", "power_w_mean")
@@ -475,3 +456,25 @@ def read_hourly(cur: duckdb.DuckDBPyConnection, miner_id: str) -> list[dict[str,
         {**dict(zip(names, row, strict=True)), "hour": row[names.index("hour")].replace(tzinfo=UTC)}
         for row in rows
     ]
+
+
+def sample_from_row(row: Sequence[Any]) -> Sample:
+    """A Sample from a row (miner_id, ts naive UTC, hashrate, temperature, fan, power, accepted,
+    rejected, boards as dicts, fans, quality), as both engines' sample reads return it."""
+    mid, ts, hashrate, temp, fan, power, accepted, rejected, boards, fans, quality = row
+    return Sample(
+        miner_id=str(mid),
+        timestamp=ts.replace(tzinfo=UTC),
+        hashrate_ths=hashrate,
+        temperature_c=temp,
+        fan_speed_rpm=fan,
+        power_w=power,
+        accepted_shares=accepted,
+        rejected_shares=rejected,
+        boards=tuple(
+            BoardReading(b["idx"], b["hashrate_ths"], b["temperature_c"], b["chip_temperature_c"])
+            for b in boards or ()
+        ),
+        fan_speeds_rpm=tuple(fans or ()),
+        quality=int(quality),
+    )

@@ -24,13 +24,10 @@ from server.records import (
     PLAUSIBLE_TEMPERATURE_C,
     MinerSeries,
 )
-from server.store.features import VALUE_COLUMNS, trailing_rows
+from server.store.features import _FAR_FUTURE, _FAR_PAST, VALUE_COLUMNS, trailing_rows
 from server.store.history import _HOURLY_FEATURE, _HOURLY_RAW, RAW_COLUMNS, TelemetryRows
 from server.store.postgres.cursor import PgCursor
 from server.store.samples import QUALITY_SENSOR_GLITCH, to_utc_naive
-
-_FAR_PAST = datetime(1970, 1, 1)
-_FAR_FUTURE = datetime(9999, 1, 1)
 
 
 def series_sql(interval_s: int) -> str:

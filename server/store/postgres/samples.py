@@ -25,13 +25,14 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from server.errors import InvalidArgument
-from server.records import BoardReading, Sample
+from server.records import Sample
 from server.store.postgres.cursor import PgCursor
 from server.store.samples import (
     METRIC_COLUMNS,
     StagedBatch,
     hourly_merge_sql,
     hourly_rows_sql,
+    sample_from_row,
     to_utc_naive,
 )
 
@@ -293,25 +294,7 @@ def read_samples(
             "limit": limit if limit is not None else 2**62,
         },
     ).fetchall()
-    return [
-        Sample(
-            miner_id=str(mid),
-            timestamp=ts.replace(tzinfo=UTC),
-            hashrate_ths=hashrate,
-            temperature_c=temp,
-            fan_speed_rpm=fan,
-            power_w=power,
-            accepted_shares=accepted,
-            rejected_shares=rejected,
-            boards=tuple(
-                BoardReading(b["idx"], b["hashrate_ths"], b["temperature_c"], b["chip_temperature_c"])
-                for b in boards or ()
-            ),
-            fan_speeds_rpm=tuple(fans or ()),
-            quality=int(quality),
-        )
-        for mid, ts, hashrate, temp, fan, power, accepted, rejected, boards, fans, quality in rows
-    ]
+    return [sample_from_row(row) for row in rows]
 
 
 def read_hourly(cur: PgCursor, miner_id: str) -> list[dict[str, object]]:
